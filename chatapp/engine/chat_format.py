@@ -18,9 +18,16 @@ class Message:
     content: str
 
 
+def _token_id(tokenizer: Any, token: str) -> int | None:
+    """The id of a single vocabulary entry, or None (cheap: no vocabulary copy)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        return None
+    return int(token_id)
+
+
 def _is_gemma(tokenizer: Any) -> bool:
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-    return START in vocab and END in vocab
+    return _token_id(tokenizer, START) is not None and _token_id(tokenizer, END) is not None
 
 
 def fold_system(messages: Sequence[Message]) -> list[Message]:
@@ -77,7 +84,7 @@ def stop_token_ids(tokenizer: Any, model_config_eos: Any = None) -> list[int]:
             ids.append(candidate)
         elif isinstance(candidate, (list, tuple)):
             ids.extend(int(c) for c in candidate)
-    vocab = tokenizer.get_vocab()
-    if END in vocab:
-        ids.append(vocab[END])
+    end = _token_id(tokenizer, END)
+    if end is not None:
+        ids.append(end)
     return sorted(set(ids))

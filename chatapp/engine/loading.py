@@ -344,7 +344,7 @@ def classify_load_error(name: str, exc: BaseException) -> ModelLoadError:
     text = f"{type(exc).__name__}: {exc}"
     lowered = text.lower()
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if "GatedRepoError" in names or "gated repo" in lowered or "access to model" in lowered:
+    if "GatedRepoError" in names or "gated repo" in lowered or "is restricted" in lowered:
         return ModelLoadError(
             f"{name} is a gated model: accept its licence on the Hugging Face hub, then log in "
             "with `hf auth login`",

@@ -1,0 +1,163 @@
+"""Command line: ``chatapp`` opens the app; ``chatapp --prompt TEXT`` streams one reply."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from chatapp import __version__
+from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
+
+EXIT_USAGE = 2
+EXIT_LOAD = 1
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatapp",
+        description="Chat with a local Hugging Face model and steer how it samples. "
+        "Without --prompt, opens the full-screen app.",
+    )
+    parser.add_argument("--version", action="version", version=f"chatapp {__version__}")
+    parser.add_argument(
+        "--prompt", metavar="TEXT", help="stream one reply to TEXT and exit ('-' reads stdin)"
+    )
+    parser.add_argument("--system", metavar="TEXT", help="system prompt")
+    parser.add_argument(
+        "--model",
+        metavar="ID_OR_PATH",
+        help="hub id, local folder, or 'bundled' (default: google/gemma-2b-it on a CUDA GPU, "
+        "else the bundled offline Gemma 3 270M)",
+    )
+    parser.add_argument(
+        "--quant",
+        default="auto",
+        choices=("auto", "8bit", "4bit", "none"),
+        help="bitsandbytes quantization (auto: 8bit on CUDA, none on the CPU)",
+    )
+    parser.add_argument(
+        "--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32")
+    )
+    parser.add_argument("--preset", metavar="NAME", help="start from a saved or built-in preset")
+    parser.add_argument("--theme", metavar="NAME", help="app theme")
+    parser.add_argument("--stats", action="store_true", help="print reply statistics to stderr")
+    parser.add_argument(
+        "--help-params",
+        nargs="?",
+        const="en",
+        choices=("en", "zh"),
+        metavar="LANG",
+        help="explain every sampling parameter (en or zh) and exit",
+    )
+    group = parser.add_argument_group("sampling parameters (applied to each reply)")
+    for spec in PARAMS:
+        group.add_argument(
+            spec.flag,
+            dest=f"param_{spec.name}",
+            metavar="VALUE",
+            default=None,
+            help=f"{spec.help_en} [{spec.range_text()}; default {spec.format(spec.default) or 'none'}]",
+        )
+    return parser
+
+
+def params_from_args(args: argparse.Namespace, base: SamplingParams) -> SamplingParams:
+    """Apply the sampling flags given on the command line over ``base``; raises ParamError."""
+    changes: dict[str, Any] = {}
+    for spec in PARAMS:
+        raw = getattr(args, f"param_{spec.name}")
+        if raw is not None:
+            changes[spec.name] = SPEC[spec.name].parse(raw)
+    return base.replace(**changes) if changes else base
+
+
+def _base_params(args: argparse.Namespace) -> SamplingParams:
+    if not args.preset:
+        return SamplingParams()
+    from chatapp.presets import PresetStore
+
+    store = PresetStore()
+    preset = store.get(args.preset)
+    if preset is None:
+        raise ParamError(
+            "preset",
+            f"no preset named {args.preset!r} (known: {', '.join(store.names())})",
+        )
+    return preset.params
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"chatapp: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.help_params:
+        print(help_text(args.help_params))
+        return 0
+    try:
+        params = params_from_args(args, _base_params(args))
+    except ParamError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.prompt is None:
+        from chatapp.tui.app import run_app
+
+        return run_app(args, params)
+    return run_once(args, params)
+
+
+def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
+    """The one-shot mode: stream the reply to stdout, like the seed's TextStreamer cell."""
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        return _fail("the prompt is empty", EXIT_USAGE)
+    for advice in params.advice():
+        print(f"chatapp: note: {advice.message}", file=sys.stderr)
+
+    from chatapp.engine.loading import ModelLoadError, silence_libraries
+
+    silence_libraries()
+    from chatapp.engine import LocalEngine, Message
+
+    def progress(message: str, fraction: float | None) -> None:
+        print(f"chatapp: {message}…", file=sys.stderr, flush=True)
+
+    try:
+        engine = LocalEngine.load(args.model, quant=args.quant, dtype=args.dtype, progress=progress)
+    except ModelLoadError as exc:
+        return _fail(str(exc), EXIT_LOAD)
+    except KeyboardInterrupt:
+        return _fail("interrupted while loading", EXIT_INTERRUPTED)
+    messages = []
+    if args.system:
+        messages.append(Message("system", args.system))
+    messages.append(Message("user", prompt))
+
+    def write(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    try:
+        stats = engine.stream_reply(messages, params, write)
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        print("chatapp: stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if args.stats:
+        print(
+            f"chatapp: model {engine.loaded.name} ({engine.loaded.quant}, {engine.loaded.dtype}, "
+            f"{engine.loaded.device}) · prompt {stats.prompt_tokens} tokens · {stats.summary()} "
+            f"· {params.summary()}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

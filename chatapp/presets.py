@@ -1,0 +1,173 @@
+"""Named sets of sampling values: built-ins plus the user's own, kept in a TOML file."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomlkit
+
+from chatapp import paths
+from chatapp.params import SEED_VALUES, ParamsError, SamplingParams
+
+
+class PresetError(ValueError):
+    """A preset action that cannot be done; ``str()`` is the message for the user."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    params: SamplingParams
+    builtin: bool = False
+
+
+BUILTINS: tuple[Preset, ...] = (
+    Preset(
+        "Greedy",
+        SamplingParams(
+            do_sample=False,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            repetition_penalty=1.0,
+        ),
+        True,
+    ),
+    Preset("Seed tutorial", SamplingParams(**SEED_VALUES), True),
+    Preset("Creative", SamplingParams(temperature=1.1, top_k=0, top_p=0.98, repetition_penalty=1.05), True),
+    Preset("Precise", SamplingParams(temperature=0.3, top_k=20, top_p=0.8, repetition_penalty=1.1), True),
+    Preset("Min-p", SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.05, repetition_penalty=1.0), True),
+)
+_BUILTIN_NAMES = {p.name.casefold(): p for p in BUILTINS}
+
+
+class PresetStore:
+    """Built-in presets plus the user's, saved atomically to ``paths.presets_file()``.
+
+    A file that cannot be read is left untouched and reported in ``load_error``; it is
+    not written over until the user saves, and then it is kept as a backup first.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.presets_file()
+        self.load_error: str | None = None
+        self.skipped: list[str] = []
+        self._user: dict[str, Preset] = {}
+        self._file_is_corrupt = False
+        self.reload()
+
+    def reload(self) -> None:
+        self._user.clear()
+        self.load_error = None
+        self.skipped = []
+        self._file_is_corrupt = False
+        if not self.path.exists():
+            return
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+            table = data.get("presets", {})
+            if not isinstance(table, dict):
+                raise ValueError("'presets' is not a table")
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            self._file_is_corrupt = True
+            self.load_error = (
+                f"Presets file {self.path} could not be read ({exc}); it was left untouched"
+            )
+            return
+        for name, values in table.items():
+            try:
+                if not isinstance(values, dict):
+                    raise ValueError("not a table of values")
+                params = SamplingParams.from_mapping(values)
+            except (ParamsError, ValueError) as exc:
+                self.skipped.append(f"{name}: {exc}")
+                continue
+            if name.casefold() in _BUILTIN_NAMES:
+                self.skipped.append(f"{name}: the name of a built-in preset")
+                continue
+            self._user[name] = Preset(name, params)
+        if self.skipped:
+            self.load_error = f"Presets file {self.path}: skipped " + "; ".join(self.skipped)
+
+    # -- reading --------------------------------------------------------------------------
+    def all(self) -> list[Preset]:
+        return [*BUILTINS, *self._user.values()]
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.all()]
+
+    def get(self, name: str) -> Preset | None:
+        """A preset by name (case-insensitive)."""
+        key = name.casefold()
+        if key in _BUILTIN_NAMES:
+            return _BUILTIN_NAMES[key]
+        for preset in self._user.values():
+            if preset.name.casefold() == key:
+                return preset
+        return None
+
+    def exists(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    # -- writing --------------------------------------------------------------------------
+    def _check_name(self, name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise PresetError("A preset needs a name")
+        if name.casefold() in _BUILTIN_NAMES:
+            raise PresetError(f"{name!r} is a built-in preset and cannot be changed")
+        return name
+
+    def save(self, name: str, params: SamplingParams, overwrite: bool = False) -> Preset:
+        """Save a user preset; an existing one is replaced only with ``overwrite``."""
+        name = self._check_name(name)
+        existing = self.get(name)
+        if existing is not None and not overwrite:
+            raise PresetError(f"A preset named {existing.name!r} exists; overwrite it?")
+        if existing is not None:
+            self._user.pop(existing.name, None)
+        preset = Preset(name, params)
+        self._user[name] = preset
+        self._write()
+        return preset
+
+    def rename(self, old: str, new: str) -> Preset:
+        preset = self.get(old)
+        if preset is None:
+            raise PresetError(f"No preset named {old!r}")
+        self._check_name(preset.name)
+        new = self._check_name(new)
+        if self.get(new) is not None and new.casefold() != preset.name.casefold():
+            raise PresetError(f"A preset named {new!r} exists already")
+        self._user.pop(preset.name)
+        renamed = Preset(new, preset.params)
+        self._user[new] = renamed
+        self._write()
+        return renamed
+
+    def delete(self, name: str) -> None:
+        preset = self.get(name)
+        if preset is None:
+            raise PresetError(f"No preset named {name!r}")
+        self._check_name(preset.name)
+        self._user.pop(preset.name)
+        self._write()
+
+    def _write(self) -> None:
+        if self._file_is_corrupt and self.path.exists():
+            backup = self.path.with_name(f"{self.path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.copy2(self.path, backup)
+            self._file_is_corrupt = False
+            self.load_error = None
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment("chatapp presets: one table per preset under [presets]"))
+        table = tomlkit.table(is_super_table=True)
+        for preset in self._user.values():
+            values = {k: v for k, v in preset.params.to_dict().items() if v is not None}
+            table[preset.name] = values
+        doc["presets"] = table
+        paths.atomic_write_text(self.path, tomlkit.dumps(doc))

@@ -1,0 +1,37 @@
+"""Shared fixtures: private config/cache folders and one loaded bundled model per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# The converted bundled model is kept between runs in the repo's (ignored) .test-cache,
+# never in the real home directory.  CI starts from a clean clone, so it converts once.
+MODEL_CACHE = Path(os.environ.get("CHATAPP_TEST_MODEL_CACHE", ROOT / ".test-cache" / "cache"))
+
+os.environ["CHATAPP_CACHE_DIR"] = str(MODEL_CACHE)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def private_config(tmp_path, monkeypatch):
+    """Every test gets its own config and data folders."""
+    monkeypatch.setenv("CHATAPP_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("CHATAPP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("CHATAPP_PRESETS_FILE", raising=False)
+    return tmp_path / "config"
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The real bundled Gemma 3 270M on the CPU, bf16, loaded once."""
+    from chatapp.engine import LocalEngine
+    from chatapp.engine.loading import silence_libraries
+
+    silence_libraries()
+    return LocalEngine.load("bundled", quant="none", dtype="bfloat16")

@@ -1,0 +1,87 @@
+"""The one-shot command line: streaming, exit codes and messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chatapp.cli import main
+from chatapp.params import PARAMS
+from tests.test_params import BAD_VALUES
+
+
+def run_cli(*args, stdin=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "chatapp", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("spec", PARAMS, ids=lambda s: s.name)
+def test_bad_value_for_each_flag_exits_2_with_its_message(spec, capsys):
+    raw = BAD_VALUES[spec.name][0]
+    code = main(["--prompt", "hi", "--model", "bundled", spec.flag, raw])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"chatapp: error: {spec.name} must be" in err
+    assert repr(raw) in err
+
+
+def test_unknown_preset_exits_2(capsys):
+    assert main(["--prompt", "hi", "--preset", "Nope"]) == 2
+    assert "no preset named 'Nope'" in capsys.readouterr().err
+
+
+def test_empty_prompt_exits_2(capsys):
+    assert main(["--prompt", "   "]) == 2
+    assert "the prompt is empty" in capsys.readouterr().err
+
+
+def test_help_params_prints_the_seed_table_in_chinese(capsys):
+    assert main(["--help-params", "zh"]) == 0
+    out = capsys.readouterr().out
+    assert "使用 Greedy Decode 時（False），建議不要設定其他取樣參數" in out
+
+
+def test_unknown_model_path_exits_1_with_one_line(tmp_path):
+    result = run_cli("--prompt", "hi", "--model", str(tmp_path / "missing-model"))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("chatapp: error: No model at ")
+    assert result.stdout == ""
+
+
+def test_offline_uncached_model_suggests_bundled(tmp_path):
+    result = run_cli("--prompt", "hi", "--model", "google/gemma-2b-it", env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1
+    assert "not in the local cache" in result.stderr and "--model bundled" in result.stderr
+
+
+@pytest.mark.model
+def test_prompt_streams_a_reply_offline(engine):
+    result = run_cli(
+        "--model", "bundled", "--prompt", "使用繁體中文回答，請問什麼是大型語言模型？",
+        "--max-new-tokens", "8", "--seed", "1", "--stats",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "\ufffd" not in result.stdout
+    assert "tok/s" in result.stderr and "first token" in result.stderr
+
+
+@pytest.mark.model
+def test_prompt_from_stdin_and_greedy_advice(engine):
+    result = run_cli(
+        "--model", "bundled", "--prompt", "-", "--do-sample", "off", "--max-new-tokens", "4",
+        stdin="Say hello.",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "do_sample is off" in result.stderr and "seed advises" in result.stderr

@@ -1,0 +1,134 @@
+"""Model loading: the bundled-model cache and one clear message per failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatapp import paths
+from chatapp.engine.loading import (
+    ModelLoadError,
+    bundled_cache_is_complete,
+    classify_load_error,
+    ensure_bundled_model,
+    load_model,
+)
+
+
+@pytest.fixture
+def converted(engine):
+    """The complete converted cache folder (made by the session's engine)."""
+    folder = paths.bundled_model_dir()
+    assert bundled_cache_is_complete(folder)
+    return folder
+
+
+def test_cache_missing_marker_is_incomplete(converted, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(converted, copy)
+    assert bundled_cache_is_complete(copy)
+    (copy / "chatapp-complete.json").unlink()
+    assert not bundled_cache_is_complete(copy)
+
+
+def test_cache_truncated_weights_are_incomplete(converted, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(converted, copy)
+    with open(copy / "model.safetensors", "r+b") as handle:
+        handle.truncate(1000)
+    assert not bundled_cache_is_complete(copy)
+
+
+def test_cache_garbled_marker_is_incomplete(converted, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(converted, copy)
+    (copy / "chatapp-complete.json").write_text("{not json")
+    assert not bundled_cache_is_complete(copy)
+
+
+@pytest.mark.model
+def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "CHATAPP_CACHE_DIR": str(cache)}
+    code = "from chatapp.engine.loading import ensure_bundled_model; ensure_bundled_model()"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    models = cache / "models"
+    deadline = time.time() + 120
+    # Kill it once the partial conversion has started writing.
+    while time.time() < deadline:
+        partials = list(models.glob(".gemma3-270m.partial-*")) if models.exists() else []
+        if any(list(p.rglob("*.gguf")) for p in partials):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    target = models / "gemma3-270m"
+    assert not bundled_cache_is_complete(target)
+    # A half-written target (as an older crash could leave) must be replaced, too.
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "model.safetensors").write_bytes(b"half")
+    monkeypatch.setenv("CHATAPP_CACHE_DIR", str(cache))
+    stages = []
+    folder = ensure_bundled_model(lambda message, fraction: stages.append(message))
+    assert folder == target
+    assert bundled_cache_is_complete(folder)
+    assert any("half-written" in s for s in stages)
+    assert not list(models.glob(".gemma3-270m.partial-*")), "stale partial folders are cleaned up"
+    marker = json.loads((folder / "chatapp-complete.json").read_text())
+    assert marker["files"]["model.safetensors"] == (folder / "model.safetensors").stat().st_size
+
+
+def test_unknown_path_is_one_clear_line(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"No model at .*nope: the path does not exist") as info:
+        load_model(str(tmp_path / "nope"), quant="none")
+    assert info.value.kind == "not_found"
+
+
+def test_offline_model_not_in_cache_suggests_bundled(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="not in the local cache.*--model bundled") as info:
+        load_model("google/gemma-2b-it", quant="none")
+    assert info.value.kind == "offline"
+
+
+def test_corrupt_model_folder_is_reported(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("{ this is not json")
+    with pytest.raises(ModelLoadError, match="Could not load"):
+        load_model(str(folder), quant="none")
+
+
+def test_gated_model_error_explains_licence_and_login():
+    # What transformers raises for a gated repo without access (utils/hub.py).
+    exc = OSError(
+        "You are trying to access a gated repo.\nMake sure to have access to it at "
+        "https://huggingface.co/google/gemma-2b-it.\n401 Client Error."
+    )
+    error = classify_load_error("google/gemma-2b-it", exc)
+    assert error.kind == "gated"
+    assert "accept its licence" in str(error) and "hf auth login" in str(error)
+
+
+def test_out_of_memory_suggests_smaller_options():
+    import torch
+
+    error = classify_load_error("big/model", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert error.kind == "memory"
+    assert "--quant 4bit" in str(error)
+    assert classify_load_error("x/y", MemoryError()).kind == "memory"
+
+
+def test_bad_quant_choice_is_rejected():
+    with pytest.raises(ModelLoadError, match="--quant must be one of"):
+        load_model("bundled", quant="3bit")
