@@ -231,7 +231,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         min_exclusive=True,
         step=0.05,
         neutral=1.0,
-        label="Repetition penalty",
+        label="Rep. penalty",
         help_en="Penalises tokens already in the text, making repeated content less likely "
         "(1 = off).",
         advice_en="> 1.0 curbs repetition, < 1.0 makes it likelier. Raise it when the model "
@@ -247,7 +247,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         minimum=1,
         maximum=8192,
         step=16,
-        label="Max new tokens",
+        label="Max tokens",
         help_en="The most tokens one reply may have; the reply stops there (finish: length).",
         advice_en="The seed's demo uses 16 to keep the example short; chat wants a few hundred.",
         help_zh="一次回覆最多生成的 token 數，到達上限即停止。",
@@ -300,7 +300,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         step=1,
         neutral=0,
         advanced=True,
-        label="No-repeat n-gram",
+        label="No-repeat n",
         help_en="Forbids any n-gram of this size from appearing twice (0 = off).",
         advice_en="3 or 4 stops loops outright, but also blocks legitimate repeats (names, "
         "code).",

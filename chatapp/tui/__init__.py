@@ -1,0 +1,1 @@
+"""The Textual app (imports the engine; the engine never imports this)."""

@@ -1,0 +1,117 @@
+"""The chat pane: user and assistant messages; replies stream into Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Markdown, Static
+
+from chatapp.engine.local import ReplyStats
+from chatapp.params import SamplingParams
+
+
+@dataclass
+class ReplyVersion:
+    """One generated version of an assistant reply and what produced it."""
+
+    text: str
+    params: SamplingParams
+    stats: ReplyStats | None = None
+    error: str | None = None
+
+    def meta(self) -> str:
+        parts = [self.params.summary()]
+        if self.stats is not None:
+            parts.append(
+                f"{self.stats.tokens_per_second:.1f} tok/s · first token "
+                f"{self.stats.time_to_first_token:.2f} s · {self.stats.new_tokens} tokens"
+            )
+            if self.stats.finish_reason == "stopped":
+                parts.append("stopped")
+            elif self.stats.finish_reason == "length":
+                parts.append("hit max_new_tokens")
+        if self.error:
+            parts.append(f"error: {self.error}")
+        return " · ".join(parts)
+
+
+class UserMessage(Vertical):
+    def __init__(self, text: str) -> None:
+        super().__init__(classes="message user-message")
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Static("You", classes="role")
+        yield Static(self.text, classes="body", markup=False)
+
+
+class AssistantMessage(Vertical):
+    """A reply; keeps every regenerated version, one shown at a time."""
+
+    def __init__(self) -> None:
+        super().__init__(classes="message assistant-message")
+        self.versions: list[ReplyVersion] = []
+        self.shown = -1
+
+    def compose(self) -> ComposeResult:
+        yield Static("Model", classes="role")
+        yield Markdown("", classes="body")
+        yield Static("", classes="meta")
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    @property
+    def text(self) -> str:
+        return self.versions[self.shown].text if self.versions else ""
+
+    def start_version(self, params: SamplingParams) -> None:
+        self.versions.append(ReplyVersion("", params))
+        self.shown = len(self.versions) - 1
+        self.markdown.update("")
+        self.query_one(".meta", Static).update(f"{params.summary()} · generating…")
+        self.add_class("-streaming")
+
+    def finish_version(self, text: str, stats: ReplyStats | None, error: str | None = None) -> None:
+        version = self.versions[self.shown]
+        version.text = text
+        version.stats = stats
+        version.error = error
+        self.remove_class("-streaming")
+        self.set_class(stats is not None and stats.finish_reason == "stopped", "-stopped")
+        self._show_meta()
+
+    def _show_meta(self) -> None:
+        meta = self.versions[self.shown].meta()
+        if len(self.versions) > 1:
+            meta = f"v{self.shown + 1}/{len(self.versions)} · " + meta
+        self.query_one(".meta", Static).update(meta)
+
+    async def show_version(self, index: int) -> None:
+        if not self.versions:
+            return
+        self.shown = max(0, min(index, len(self.versions) - 1))
+        await self.markdown.update(self.versions[self.shown].text)
+        stats = self.versions[self.shown].stats
+        self.set_class(stats is not None and stats.finish_reason == "stopped", "-stopped")
+        self._show_meta()
+
+
+class ChatPane(VerticalScroll):
+    """The scrolling list of messages."""
+
+    def __init__(self) -> None:
+        super().__init__(id="chat")
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            "Type a message below and press Enter. Esc stops a reply; F2 hides the "
+            "parameter panel; Ctrl+P opens the command palette.",
+            id="welcome",
+        )
+
+    def assistant_messages(self) -> list[AssistantMessage]:
+        return list(self.query(AssistantMessage))

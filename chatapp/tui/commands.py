@@ -1,0 +1,44 @@
+"""Command palette entries: presets, themes, system prompt, clearing, export."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chatapp.tui.app import ChatApp
+
+
+class ChatCommands(Provider):
+    """chatapp's own commands."""
+
+    def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
+        app: ChatApp = self.app  # type: ignore[assignment]
+        for preset in app.store.all():
+            yield (f"Preset: {preset.name}", partial(app.load_preset, preset.name), preset.params.summary())
+        for preset in app.store.all():
+            if not preset.builtin:
+                yield (f"Rename preset: {preset.name}", partial(app.rename_preset, preset.name), "")
+                yield (f"Delete preset: {preset.name}", partial(app.delete_preset, preset.name), "")
+        yield ("Save preset…", app.action_save_preset, "Save the current parameters (Ctrl+S)")
+        for name in sorted(app.available_themes):
+            yield (f"Theme: {name}", partial(setattr, app, "theme", name), "")
+        yield ("Set system prompt…", app.edit_system_prompt, "Instructions for the model")
+        yield ("Clear chat", app.action_new_chat, "Start a new chat (Ctrl+N)")
+        yield ("Export chat to Markdown", app.export_chat, "Write the chat to a .md file")
+        yield ("Toggle help language 中/EN", app.action_toggle_language, "F4")
+        yield ("Show previous reply version", partial(app.action_show_version, -1), "Alt+Left")
+        yield ("Show next reply version", partial(app.action_show_version, 1), "Alt+Right")
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text or None)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text or None)

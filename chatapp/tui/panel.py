@@ -1,0 +1,232 @@
+"""The side panel of live sampling-parameter inputs, built from the parameter spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
+
+from chatapp.params import PARAMS, SPEC, ParamError, ParamSpec, SamplingParams
+
+
+class ParamInput(Input):
+    """A number field that Up/Down (or +/-) nudge by the parameter's step."""
+
+    BINDINGS = [
+        Binding("up", "nudge(1)", "Increase", show=False),
+        Binding("down", "nudge(-1)", "Decrease", show=False),
+        Binding("plus", "nudge(1)", "Increase", show=False),
+        Binding("minus", "nudge(-1)", "Decrease", show=False),
+    ]
+
+    class Focused(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, spec: ParamSpec, value: Any) -> None:
+        super().__init__(value=spec.format(value), id=f"param-{spec.name}", compact=True)
+        self.spec = spec
+        self.last_valid = value
+
+    def action_nudge(self, direction: int) -> None:
+        self.value = self.spec.format(self.spec.nudge(self.last_valid, direction))
+        self.cursor_position = len(self.value)
+
+    def on_focus(self) -> None:
+        self.post_message(self.Focused(self.spec.name))
+
+
+class ParamSwitch(Switch):
+    class Focused(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, spec: ParamSpec, value: bool) -> None:
+        super().__init__(value=value, id=f"param-{spec.name}")
+        self.spec = spec
+
+    def on_focus(self) -> None:
+        self.post_message(self.Focused(self.spec.name))
+
+
+class ParamPanel(Vertical):
+    """Inputs for every spec entry; always holds the last valid ``SamplingParams``."""
+
+    class Changed(Message):
+        """The valid values in force changed."""
+
+        def __init__(self, params: SamplingParams) -> None:
+            super().__init__()
+            self.params = params
+
+    class PresetChosen(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, params: SamplingParams, preset_names: list[str], lang: str = "en") -> None:
+        super().__init__(id="param-panel")
+        self.params = params
+        self.lang = lang
+        self.errors: dict[str, str] = {}
+        self._preset_names = preset_names
+        self._focused_param = "do_sample"
+        self._applying = False
+
+    def compose(self) -> ComposeResult:
+        yield Select(
+            [(n, n) for n in self._preset_names],
+            prompt="Preset…",
+            id="preset-select",
+            compact=True,
+        )
+        with VerticalScroll(id="param-scroll"):
+            for spec in (p for p in PARAMS if not p.advanced):
+                yield from self._row(spec)
+            with Collapsible(title="Advanced", collapsed=True, id="advanced"):
+                for spec in (p for p in PARAMS if p.advanced):
+                    yield from self._row(spec)
+        yield Static("", id="greedy-note")
+        yield Static("", id="param-help")
+
+    def _row(self, spec: ParamSpec) -> ComposeResult:
+        value = getattr(self.params, spec.name)
+        with Horizontal(classes="param-row", id=f"row-{spec.name}"):
+            yield Label(spec.title, classes="param-label")
+            if spec.kind is bool:
+                yield ParamSwitch(spec, value)
+            else:
+                yield ParamInput(spec, value)
+        yield Static("", classes="param-error", id=f"error-{spec.name}")
+
+    def _show_error(self, name: str, text: str) -> None:
+        error = self.query_one(f"#error-{name}", Static)
+        error.update(text)
+        error.display = bool(text)
+
+    def on_mount(self) -> None:
+        for spec in PARAMS:
+            self._show_error(spec.name, "")
+        self._refresh_state()
+        self._show_help(self._focused_param)
+
+    # -- values -----------------------------------------------------------------------
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        if not isinstance(event.input, ParamInput) or self._applying:
+            return
+        event.stop()
+        field = event.input
+        name = field.spec.name
+        try:
+            value = field.spec.parse(event.value)
+        except ParamError as exc:
+            self.errors[name] = str(exc)
+            field.add_class("-invalid")
+            self._show_error(name, f"{exc} (using {field.spec.format(field.last_valid) or 'empty'})")
+            self._refresh_state()
+            return
+        field.last_valid = value
+        self.errors.pop(name, None)
+        field.remove_class("-invalid")
+        self._show_error(name, "")
+        self._set(name, value)
+
+    @on(Switch.Changed)
+    def _switch_changed(self, event: Switch.Changed) -> None:
+        if not isinstance(event.switch, ParamSwitch) or self._applying:
+            return
+        event.stop()
+        self._set(event.switch.spec.name, event.value)
+
+    def _set(self, name: str, value: Any) -> None:
+        if getattr(self.params, name) == value:
+            self._refresh_state()
+            return
+        self.params = self.params.replace(**{name: value})
+        self._refresh_state()
+        self.post_message(self.Changed(self.params))
+
+    def apply(self, params: SamplingParams) -> None:
+        """Show ``params`` in every field (a preset was chosen); clears errors."""
+        self._applying = True
+        try:
+            for spec in PARAMS:
+                value = getattr(params, spec.name)
+                widget = self.query_one(f"#param-{spec.name}")
+                if isinstance(widget, ParamSwitch):
+                    widget.value = value
+                elif isinstance(widget, ParamInput):
+                    widget.value = spec.format(value)
+                    widget.last_valid = value
+                    widget.remove_class("-invalid")
+                self._show_error(spec.name, "")
+            self.errors.clear()
+        finally:
+            self._applying = False
+        self.params = params
+        self._refresh_state()
+        self.post_message(self.Changed(self.params))
+
+    def _refresh_state(self) -> None:
+        ignored = self.params.ignored()
+        for spec in PARAMS:
+            row = self.query_one(f"#row-{spec.name}")
+            row.set_class(spec.name in ignored, "-ignored")
+        note = self.query_one("#greedy-note", Static)
+        if not self.params.do_sample:
+            note.update(
+                "Greedy decoding: dimmed fields are ignored. The seed advises setting no other "
+                "sampling parameter." if self.lang == "en" else
+                "Greedy Decode：灰色欄位不會生效。建議不要設定其他取樣參數，以免結果不穩定。"
+            )
+            note.display = True
+        else:
+            note.display = False
+
+    # -- help ---------------------------------------------------------------------------
+    @on(ParamInput.Focused)
+    @on(ParamSwitch.Focused)
+    def _focused(self, event: ParamInput.Focused | ParamSwitch.Focused) -> None:
+        self._focused_param = event.name
+        self._show_help(event.name)
+
+    def _show_help(self, name: str) -> None:
+        spec = SPEC[name]
+        if self.lang == "zh":
+            text = f"[b]{spec.name}[/b]  {spec.help_zh}\n[i]建議：[/i]{spec.advice_zh}"
+        else:
+            text = f"[b]{spec.name}[/b]  {spec.help_en}\n[i]Advice:[/i] {spec.advice_en}"
+        text += f"\n[dim]{spec.range_text()}[/dim]"
+        self.query_one("#param-help", Static).update(text)
+
+    def toggle_language(self) -> str:
+        self.lang = "zh" if self.lang == "en" else "en"
+        self._show_help(self._focused_param)
+        self._refresh_state()
+        return self.lang
+
+    # -- presets ------------------------------------------------------------------------
+    def set_preset_names(self, names: list[str], selected: str | None = None) -> None:
+        select = self.query_one("#preset-select", Select)
+        self._applying = True
+        try:
+            select.set_options([(n, n) for n in names])
+            if selected is not None and selected in names:
+                select.value = selected
+        finally:
+            self._applying = False
+
+    @on(Select.Changed, "#preset-select")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if self._applying or event.value is Select.BLANK:
+            return
+        self.post_message(self.PresetChosen(str(event.value)))

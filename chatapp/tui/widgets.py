@@ -1,0 +1,124 @@
+"""Small widgets and dialogs: the prompt box, the loading view, text and confirm dialogs."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ProgressBar, Static, TextArea
+
+
+class PromptBox(TextArea):
+    """The message box: Enter sends, Shift+Enter or Ctrl+J inserts a newline."""
+
+    class Submitted(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self) -> None:
+        super().__init__(id="prompt", soft_wrap=True, show_line_numbers=False, compact=True)
+        self.placeholder = "Message (Enter to send, Shift+Enter for a new line)"
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            text = self.text.strip()
+            if text:
+                self.post_message(self.Submitted(text))
+            return
+        if event.key in ("shift+enter", "ctrl+j"):
+            event.stop()
+            event.prevent_default()
+            start, end = self.selection
+            self._replace_via_keyboard("\n", start, end)
+            return
+        await super()._on_key(event)
+
+
+class LoadingView(Vertical):
+    """What the model loader is doing, with progress."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Starting…", id="loading-text")
+        yield ProgressBar(total=100, show_eta=False, id="loading-bar")
+
+    def set_stage(self, text: str, fraction: float | None) -> None:
+        self.query_one("#loading-text", Static).update(text)
+        bar = self.query_one(ProgressBar)
+        if fraction is None:
+            bar.update(total=None)
+        else:
+            bar.update(total=100, progress=round(fraction * 100))
+
+    def set_error(self, text: str) -> None:
+        self.add_class("-error")
+        self.query_one("#loading-text", Static).update(text)
+        self.query_one(ProgressBar).display = False
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """Ask for one line of text (a preset name, a system prompt)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", placeholder: str = "") -> None:
+        super().__init__()
+        self._title = title
+        self._value = value
+        self._placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._title)
+            yield Input(value=self._value, placeholder=self._placeholder, id="dialog-input")
+            yield Static("", id="dialog-error")
+            with Horizontal(classes="buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def _submit(self) -> None:
+        self.dismiss(self.query_one("#dialog-input", Input).value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Confirm(ModalScreen[bool]):
+    """Yes/no question."""
+
+    BINDINGS = [
+        Binding("escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self._question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._question)
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", variant="warning", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
