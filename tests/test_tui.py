@@ -1,0 +1,320 @@
+"""The app's flows, driven with Pilot over a fake token source (fast)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chatapp import paths
+from chatapp.params import SEED_VALUES
+from chatapp.presets import PresetStore
+from chatapp.tui.app import ChatApp
+from chatapp.tui.chat import AssistantMessage, UserMessage
+from chatapp.tui.panel import ParamPanel
+from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
+
+
+async def test_reply_streams_and_records_its_parameters():
+    app, source = fake_app(["Hello ", "**there** ", "friend"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        reply = app.query_one(AssistantMessage)
+        assert reply.text == "Hello **there** friend"
+        assert reply.markdown.source == "Hello **there** friend"
+        meta = str(reply.query_one(".meta").render())
+        assert "T 0.75 · top-k 50 · top-p 0.95 · rep 1.1" in meta and "tok/s" in meta
+        assert source.calls[0][0][-1].content == "hi"
+        assert app.query_one("#prompt").text == ""
+
+
+async def test_send_waits_for_the_model_to_load():
+    gate = threading.Event()
+    from chatapp.engine.fake import FakeTokenSource
+
+    def slow_factory(progress):
+        progress("Converting GGUF weights", 0.5)
+        gate.wait(10)
+        return FakeTokenSource()
+
+    app = ChatApp(slow_factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "Converting" in str(app.query_one("#loading-text").render()))
+        app.query_one("#prompt").insert("too early")
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert not app.query(UserMessage)
+        assert any("still loading" in n.message for n in app._notifications)
+        gate.set()
+        await ready(pilot)
+        assert not app.query_one("#loading").display
+
+
+async def test_model_that_cannot_load_says_so_where_the_user_looks():
+    def failing(progress):
+        raise RuntimeError("No model at ./nope: the path does not exist")
+
+    app = ChatApp(failing)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.load_error is not None)
+        await pilot.pause(0.05)
+        assert "could not load" in str(app.query_one("#loading-text").render())
+        assert any("No model at" in n.message for n in app._notifications)
+
+
+async def test_escape_stops_the_reply_and_keeps_partial_text():
+    app, source = fake_app([f"w{i} " for i in range(400)], rate=100)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.query_one("#prompt").insert("long please")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.generating and app.query_one(AssistantMessage).markdown.source)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        reply = app.query_one(AssistantMessage)
+        assert reply.has_class("-stopped")
+        assert 0 < len(reply.text.split()) < 400
+        assert "stopped" in str(reply.query_one(".meta").render())
+
+
+async def test_regenerate_keeps_previous_version_reachable():
+    app, source = fake_app(["one ", "two"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        await set_field(pilot, "temperature", "1.3")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.replies_done == 2)
+        reply = app.query_one(AssistantMessage)
+        assert len(reply.versions) == 2 and reply.shown == 1
+        assert reply.versions[1].params.temperature == 1.3
+        assert reply.versions[0].params.temperature == 0.75
+        assert len(source.calls[1][0]) == 1  # the regenerated reply is not part of its own prompt
+        await pilot.press("alt+left")
+        assert reply.shown == 0 and "v1/2" in str(reply.query_one(".meta").render())
+
+
+async def test_new_chat_clears_messages():
+    app, _ = fake_app(["a"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        assert not app.query(".message")
+
+
+async def test_follow_up_includes_history_and_system_prompt():
+    app, source = fake_app(["ok"], system="Be brief.")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "first")
+        await send(pilot, "second")
+        roles = [(m.role, m.content) for m in source.calls[1][0]]
+        assert roles == [("system", "Be brief."), ("user", "first"), ("assistant", "ok"), ("user", "second")]
+
+
+async def test_f2_hides_the_panel_at_80x24():
+    app, _ = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        panel = app.query_one(ParamPanel)
+        assert panel.display
+        await pilot.press("f2")
+        assert not panel.display
+        assert app.query_one("#chat").size.width > 70
+        await pilot.press("f2")
+        assert panel.display
+
+
+@pytest.mark.parametrize(
+    "name,bad,kept",
+    [("temperature", "hot", 0.75), ("top_k", "2.5", 50), ("seed", "abc", None), ("max_new_tokens", "0", 256)],
+)
+async def test_invalid_entry_shows_message_at_field_and_keeps_last_valid(name, bad, kept):
+    app, source = fake_app(["x"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        if name == "seed":
+            app.query_one("#advanced").collapsed = False
+        await set_field(pilot, name, bad)
+        field = app.query_one(f"#param-{name}")
+        error = app.query_one(f"#error-{name}")
+        assert field.has_class("-invalid")
+        assert error.display and f"{name} must be" in str(error.render())
+        assert getattr(app.params, name) == kept
+        await send(pilot, "go")
+        assert getattr(source.calls[0][1], name) == kept
+        await set_field(pilot, name, "3")
+        assert not field.has_class("-invalid") and not error.display
+        assert getattr(app.params, name) == 3
+
+
+async def test_greedy_dims_sampling_fields_with_the_seed_note():
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.query_one("#param-do_sample").focus()
+        await pilot.press("enter")  # toggles the switch
+        await pilot.pause(0.05)
+        assert app.params.do_sample is False
+        for name in ("temperature", "top_k", "top_p", "min_p", "typical_p"):
+            assert app.query_one(f"#row-{name}").has_class("-ignored")
+        assert not app.query_one("#row-max_new_tokens").has_class("-ignored")
+        assert "seed advises" in str(app.query_one("#greedy-note").render())
+
+
+async def test_up_down_nudge_the_focused_value():
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.query_one("#param-temperature").focus()
+        await pilot.press("up")
+        await pilot.pause(0.05)
+        assert app.params.temperature == pytest.approx(0.8)
+        await pilot.press("down", "down")
+        await pilot.pause(0.05)
+        assert app.params.temperature == pytest.approx(0.7)
+
+
+async def test_focus_shows_help_and_f4_switches_to_the_seed_chinese():
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.query_one("#param-top_p").focus()
+        await pilot.pause(0.05)
+        assert "Nucleus sampling" in str(app.query_one("#param-help").render())
+        await pilot.press("f4")
+        await pilot.pause(0.05)
+        assert "nucleus sampling" in str(app.query_one("#param-help").render())
+        assert "常用值如 0.9" in str(app.query_one("#param-help").render())
+
+
+async def test_save_preset_then_restart_and_load_it():
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await set_field(pilot, "temperature", "1.25")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        await pilot.press(*"mine", "enter")
+        await pilot.pause(0.1)
+    assert paths.presets_file().exists()
+    app2, source2 = fake_app(["y"])
+    async with app2.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app2.params.temperature == 0.75
+        app2.load_preset("mine")
+        await pilot.pause(0.1)
+        assert app2.params.temperature == 1.25
+        assert app2.query_one("#param-temperature").value == "1.25"
+        await send(pilot, "go")
+        assert source2.calls[0][1].temperature == 1.25
+
+
+async def test_overwrite_asks_first_and_builtins_are_protected():
+    PresetStore().save("mine", PresetStore().get("Creative").params)
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await set_field(pilot, "top_k", "7")
+        app._save_preset("mine", app.params)
+        await pilot.pause(0.1)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert PresetStore().get("mine").params.top_k == 0
+        app._save_preset("mine", app.params)
+        await pilot.pause(0.1)
+        await pilot.press("y")
+        await pilot.pause(0.1)
+        assert PresetStore().get("mine").params.top_k == 7
+        app._save_preset("Greedy", app.params)
+        await pilot.pause(0.05)
+        assert any("built-in" in n.message for n in app._notifications)
+
+
+async def test_preset_from_command_line_is_applied():
+    store = PresetStore()
+    app, source = fake_app(["z"], params=store.get("Seed tutorial").params, preset="Seed tutorial")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        assert {k: getattr(source.calls[0][1], k) for k in SEED_VALUES} == SEED_VALUES
+
+
+async def test_corrupt_preset_file_is_reported_kept_and_backed_up_on_save():
+    path = paths.presets_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("this is [not toml")
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        notes = [n.message for n in app._notifications]
+        assert any(str(path) in n and "could not be read" in n for n in notes)
+        assert path.read_text() == "this is [not toml"
+        app._save_preset("fresh", app.params)
+        await pilot.pause(0.05)
+    backups = list(path.parent.glob("presets.toml.bak-*"))
+    assert backups and backups[0].read_text() == "this is [not toml"
+    assert PresetStore().get("fresh") is not None
+
+
+async def test_theme_switch_is_remembered_and_broken_theme_skipped():
+    themes = paths.user_themes_dir()
+    themes.mkdir(parents=True)
+    (themes / "broken.toml").write_text('name = "broken"\nprimary = "notacolour"\n')
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.theme == "chatapp-dark"
+        assert sum("broken.toml" in n.message for n in app._notifications) == 1
+        assert "broken" not in app.available_themes
+        app.theme = "chatapp-light"
+        await pilot.pause(0.1)
+    app2, _ = fake_app()
+    async with app2.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app2.theme == "chatapp-light"
+
+
+async def test_command_palette_lists_chat_commands():
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"export chat")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        exports = list((paths.data_dir() / "exports").glob("chat-*.md"))
+        assert len(exports) == 1
+
+
+async def test_export_chat_writes_markdown():
+    app, _ = fake_app(["An ", "answer"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "A question")
+        path = app.export_chat()
+        text = path.read_text()
+        assert "## You\n\nA question" in text and "## Model\n\nAn answer" in text
+
+
+async def test_quit_mid_reply_exits_promptly():
+    import time
+
+    app, source = fake_app([f"w{i} " for i in range(10_000)], rate=50)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.query_one("#prompt").insert("go")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.generating)
+        start = time.monotonic()
+        await pilot.press("ctrl+q")
+    assert time.monotonic() - start < 3
+    await_deadline = time.monotonic() + 3
+    while source.busy and time.monotonic() < await_deadline:
+        time.sleep(0.02)
+    assert not source.busy
