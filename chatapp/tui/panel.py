@@ -201,9 +201,9 @@ class ParamPanel(Vertical):
     def _show_help(self, name: str) -> None:
         spec = SPEC[name]
         if self.lang == "zh":
-            text = f"[b]{spec.name}[/b]  {spec.help_zh}\n[i]建議：[/i]{spec.advice_zh}"
+            text = f"[b]{spec.name}[/b]\n{spec.help_zh}\n[i]建議：[/i]{spec.advice_zh}"
         else:
-            text = f"[b]{spec.name}[/b]  {spec.help_en}\n[i]Advice:[/i] {spec.advice_en}"
+            text = f"[b]{spec.name}[/b]\n{spec.help_en}\n[i]Advice:[/i] {spec.advice_en}"
         text += f"\n[dim]{spec.range_text()}[/dim]"
         self.query_one("#param-help", Static).update(text)
 
