@@ -99,13 +99,20 @@ def measure_throughput(args: argparse.Namespace) -> None:
         stats = engine.stream_reply(messages, params, lambda piece: None)
         return stats.new_tokens, stats.elapsed
 
-    raw(), streamed()  # warm-up
-    raw_rates, engine_rates = [], []
+    def lensed() -> tuple[int, float]:
+        from chatapp.engine.lens import LensRecorder
+
+        stats = engine.stream_reply(messages, params, lambda piece: None, lens=LensRecorder())
+        return stats.new_tokens, stats.elapsed
+
+    raw(), streamed(), lensed()  # warm-up
+    rates: dict = {raw: [], streamed: [], lensed: []}
     for i in range(args.runs):
-        order = (raw, streamed) if i % 2 == 0 else (streamed, raw)
-        for fn in order:
+        order = [raw, streamed, lensed]
+        for fn in order[i % 3 :] + order[: i % 3]:  # rotate the order each round
             tokens, elapsed = fn()
-            (raw_rates if fn is raw else engine_rates).append(tokens / elapsed)
+            rates[fn].append(tokens / elapsed)
+    raw_rates, engine_rates, lens_rates = rates[raw], rates[streamed], rates[lensed]
     raw_med = statistics.median(raw_rates)
     eng_med = statistics.median(engine_rates)
     loaded = engine.loaded
@@ -115,6 +122,10 @@ def measure_throughput(args: argparse.Namespace) -> None:
     print(f"raw model.generate      median {raw_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in raw_rates)})")
     print(f"engine stream_reply     median {eng_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in engine_rates)})")
     print(f"ratio engine/raw        {eng_med / raw_med:.3f}   (target >= 0.97)")
+    lens_med = statistics.median(lens_rates)
+    print(f"engine + lens recording median {lens_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in lens_rates)})")
+    print(f"lens cost               {100 * (eng_med / lens_med - 1):+.1f}% generation time with the lens or heat map on "
+          "(target <= 10%); with both off the lens code does not run (0%)")
 
 
 def main() -> None:

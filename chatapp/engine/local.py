@@ -9,6 +9,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from chatapp.engine.chat_format import Message, encode_prompt, stop_token_ids
 from chatapp.engine.decoding import IncrementalDecoder
+from chatapp.engine.lens import LensPipeline, LensRecorder, StepRecord, add_sampled, analyze_step, build_processors
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
 from chatapp.params import SamplingParams
 
@@ -53,10 +54,12 @@ class _ReplyStreamer:
         decoder: IncrementalDecoder,
         on_text: TextCallback,
         on_token: TokenCallback | None,
+        lens: LensRecorder | None = None,
     ) -> None:
         self._decoder = decoder
         self._on_text = on_text
         self._on_token = on_token
+        self._lens = lens
         self._prompt_seen = False
         self.first_token_at: float | None = None
         self.pieces: list[str] = []
@@ -68,18 +71,21 @@ class _ReplyStreamer:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         for token_id in value.reshape(-1).tolist():
+            if self._lens is not None:
+                self._lens.on_sampled(token_id)
             if self._on_token is not None:
                 self._on_token(token_id, None)
-            piece = self._decoder.push(token_id)
-            if piece:
-                self.pieces.append(piece)
-                self._on_text(piece)
+            self._emit(self._decoder.push(token_id))
 
-    def end(self) -> None:
-        piece = self._decoder.flush()
+    def _emit(self, piece: str) -> None:
         if piece:
             self.pieces.append(piece)
+            if self._lens is not None:
+                self._lens.on_piece(piece)
             self._on_text(piece)
+
+    def end(self) -> None:
+        self._emit(self._decoder.flush())
 
 
 class _StopOnEvent:
@@ -157,15 +163,67 @@ class LocalEngine:
         *,
         on_token: TokenCallback | None = None,
         logits_processor: Any = None,
+        lens: LensRecorder | None = None,
         wait: bool = False,
     ) -> ReplyStats:
-        """Generate one reply, calling ``on_text`` with each decoded piece as it comes."""
+        """Generate one reply, calling ``on_text`` with each decoded piece as it comes.
+
+        With ``lens``, each step's next-token table is recorded stage by stage.
+        """
         if not self._lock.acquire(blocking=wait):
             raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
         try:
-            return self._generate(messages, params, on_text, on_token, logits_processor)
+            return self._generate(messages, params, on_text, on_token, logits_processor, lens)
         finally:
             self._lock.release()
+
+    def what_if(
+        self,
+        messages: Sequence[Message],
+        reply_ids: Sequence[int],
+        step: int,
+        params: SamplingParams,
+        top_n: int = 10,
+    ) -> StepRecord:
+        """Step ``step`` of a finished reply, recomputed under other ``params``.
+
+        The logits come from one forward pass over the prompt and the reply so far, so
+        nothing needs to be kept from the original generation.
+        """
+        import torch
+
+        if not self._lock.acquire(blocking=False):
+            raise EngineBusy("A reply is being generated; the what-if waits until it ends.")
+        try:
+            prompt = self.prompt_ids(messages)
+            prefix = torch.tensor([list(reply_ids[:step])], dtype=torch.long, device=prompt.device)
+            ids = torch.cat([prompt, prefix], dim=1)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids).logits[:, -1, :]
+                processors = build_processors(self.model, self.generation_config(params), ids)
+                _, record, logprobs = analyze_step(step, ids, logits, processors, self.tokenizer, top_n)
+                add_sampled(record, int(reply_ids[step]), logprobs, self.tokenizer)
+        finally:
+            self._lock.release()
+        record.what_if = params.summary()
+        return record
+
+    def _lens_config(self, params: SamplingParams) -> Any:
+        """Every stage neutral: the lens pipeline applies the real ones itself."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            do_sample=params.do_sample,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            typical_p=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id,
+        )
 
     def _generate(
         self,
@@ -174,24 +232,34 @@ class LocalEngine:
         on_text: TextCallback,
         on_token: TokenCallback | None,
         logits_processor: Any,
+        lens: LensRecorder | None,
     ) -> ReplyStats:
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         self._stop.clear()
         start = time.perf_counter()
         input_ids = self.prompt_ids(messages)
-        streamer = _ReplyStreamer(IncrementalDecoder(self.tokenizer), on_text, on_token)
+        streamer = _ReplyStreamer(IncrementalDecoder(self.tokenizer), on_text, on_token, lens)
         if params.do_sample and params.seed is not None:
             torch.manual_seed(params.seed)
+        config = self.generation_config(params)
         extra: dict[str, Any] = {}
-        if logits_processor is not None:
+        if lens is not None:
+            lens.tokenizer = self.tokenizer
+            stages = build_processors(self.model, config, input_ids)
+            pipeline = LensPipeline(stages, lens)
+            extra["logits_processor"] = LogitsProcessorList(
+                [pipeline, *(logits_processor or [])]
+            )
+            config = self._lens_config(params)
+        elif logits_processor is not None:
             extra["logits_processor"] = logits_processor
         with torch.inference_mode(), _quiet():
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                generation_config=self.generation_config(params),
+                generation_config=config,
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_StopOnEvent(self._stop)]),
                 **extra,

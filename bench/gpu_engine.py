@@ -1,0 +1,111 @@
+"""Engine vs raw ``model.generate`` on a CUDA GPU with a gemma-2b-shaped random model.
+
+No weights can be fetched on the GPU machine, so this builds ``GemmaConfig`` for
+gemma-2b (hidden 2048, 18 layers, intermediate 16384, 8 heads, 1 KV head, head_dim 256)
+with random weights, and uses the bundled model's tokenizer (its vocabulary, 262,144,
+sets the embedding size; gemma-2b's is 256,000).
+
+    python bench/gpu_engine.py --tokenizer DIR [--tokens 256] [--runs 3] [--quant none|8bit|4bit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokenizer", required=True)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quant", default="none", choices=("none", "8bit", "4bit"))
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM, GemmaConfig
+
+    from chatapp.engine import LocalEngine, Message
+    from chatapp.engine.loading import LoadedModel, _load_tokenizer, quantization_config, silence_libraries
+    from chatapp.params import SEED_VALUES, SamplingParams
+
+    silence_libraries()
+    tokenizer = _load_tokenizer(args.tokenizer)
+    config = GemmaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=2048,
+        num_hidden_layers=18,
+        intermediate_size=16384,
+        num_attention_heads=8,
+        num_key_value_heads=1,
+        head_dim=256,
+        dtype="bfloat16",
+    )
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device("cuda" if args.quant == "none" else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    if args.quant != "none":
+        # Quantize the random weights the way from_pretrained would: save, then reload.
+        import tempfile
+
+        folder = tempfile.mkdtemp()
+        model.save_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.bfloat16, device_map="auto",
+            quantization_config=quantization_config(args.quant, torch.bfloat16),
+        )
+    loaded = LoadedModel(model, tokenizer, "gemma-2b-shaped random", args.quant, "bfloat16",
+                         str(model.device), time.perf_counter() - start)
+    engine = LocalEngine(loaded)
+    # Random weights rarely stop early, but never let EOS end a run: same length both ways.
+    params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
+    messages = [Message("user", PROMPT)]
+    input_ids = engine.prompt_ids(messages)
+    gen_config = engine.generation_config(params)
+    gen_config.eos_token_id = None
+    engine.stop_ids = []
+
+    def raw() -> float:
+        torch.manual_seed(0)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                 generation_config=gen_config)
+        torch.cuda.synchronize()
+        return (out.shape[1] - input_ids.shape[1]) / (time.perf_counter() - t)
+
+    def streamed() -> float:
+        engine.model.generation_config.eos_token_id = None
+        original = engine.generation_config
+        engine.generation_config = lambda p: gen_config  # type: ignore[method-assign]
+        try:
+            stats = engine.stream_reply(messages, params)
+        finally:
+            engine.generation_config = original  # type: ignore[method-assign]
+        torch.cuda.synchronize()
+        return stats.new_tokens / stats.elapsed
+
+    raw(), streamed()
+    raws, engs = [], []
+    for i in range(args.runs):
+        for fn in ((raw, streamed) if i % 2 == 0 else (streamed, raw)):
+            (raws if fn is raw else engs).append(fn())
+    r, e = statistics.median(raws), statistics.median(engs)
+    print(f"{torch.cuda.get_device_name()} · {args.quant} · {args.tokens} new tokens · {args.runs} runs each")
+    print(f"raw generate    median {r:.1f} tok/s  {['%.1f' % x for x in raws]}")
+    print(f"engine stream   median {e:.1f} tok/s  {['%.1f' % x for x in engs]}")
+    print(f"ratio engine/raw {e / r:.3f}")
+
+
+if __name__ == "__main__":
+    main()

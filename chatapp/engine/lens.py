@@ -1,0 +1,195 @@
+"""The probability lens: what each sampling stage did to the next-token table.
+
+The stages are the very ``LogitsProcessor`` objects transformers builds for a
+``GenerationConfig`` (``model._get_logits_processor``, the function ``generate`` itself
+calls), applied one at a time so each stage's distribution can be recorded.  While the
+lens records, ``generate`` runs with every sampling option neutral and one processor,
+``LensPipeline``, that applies those stages in order: the token is drawn from exactly
+the final distribution shown.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGE_NAMES = {
+    "RepetitionPenaltyLogitsProcessor": "repetition_penalty",
+    "NoRepeatNGramLogitsProcessor": "no_repeat_ngram",
+    "TemperatureLogitsWarper": "temperature",
+    "TopKLogitsWarper": "top_k",
+    "TopPLogitsWarper": "top_p",
+    "MinPLogitsWarper": "min_p",
+    "TypicalLogitsWarper": "typical_p",
+}
+_LOG2 = math.log(2)
+
+
+@dataclass
+class Candidate:
+    """One row of the lens: a token and its probability after each stage."""
+
+    token_id: int
+    label: str
+    probs: list[float]  # raw first, then one per stage
+
+
+@dataclass
+class StepRecord:
+    """The next-token table of one generation step, stage by stage."""
+
+    index: int
+    stages: list[str]  # "raw" first
+    candidates: list[Candidate]
+    survivors: list[int]  # tokens with non-zero probability after each stage
+    entropy_before: float  # bits, raw distribution
+    entropy_after: float  # bits, final distribution
+    mass: list[float] = field(default_factory=list)  # total probability per stage (checks)
+    sampled_id: int | None = None
+    sampled_prob: float | None = None  # final probability of the drawn token
+    piece: str = ""  # the text this token completed in the reply
+    what_if: str | None = None  # set when recomputed for other parameters
+
+    @property
+    def sampled(self) -> Candidate | None:
+        for c in self.candidates:
+            if c.token_id == self.sampled_id:
+                return c
+        return None
+
+
+def readable_token(tokenizer: Any, token_id: int) -> str:
+    """A token shown so that whitespace and byte tokens are visible."""
+    text = tokenizer.convert_ids_to_tokens(int(token_id))
+    if text is None:
+        return f"<{token_id}>"
+    return (
+        text.replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+    )
+
+
+def build_processors(model: Any, generation_config: Any, input_ids: Any) -> Any:
+    """The logits processors ``generate`` would build for this config (same function)."""
+    config, _ = model._prepare_generation_config(generation_config)
+    import torch
+
+    return model._get_logits_processor(
+        generation_config=config,
+        input_ids_seq_length=input_ids.shape[-1],
+        encoder_input_ids=input_ids,
+        device=input_ids.device,
+        model_kwargs={"attention_mask": torch.ones_like(input_ids)},
+    )
+
+
+def stage_name(processor: Any) -> str:
+    return STAGE_NAMES.get(type(processor).__name__, type(processor).__name__)
+
+
+def analyze_step(
+    index: int,
+    input_ids: Any,
+    logits: Any,
+    processors: Any,
+    tokenizer: Any,
+    top_n: int = 10,
+    check_mass: bool = False,
+) -> tuple[Any, StepRecord, list[tuple[Any, Any]]]:
+    """Apply each stage to ``logits`` (1 x vocab).
+
+    Returns (final scores, record, [(scores, logsumexp) per stage]); a token's
+    probability after stage i is ``exp(scores_i[token] - logsumexp_i)``.
+    """
+    import torch
+
+    scores = logits.float()
+    stages = ["raw"]
+    kept = [(scores, torch.logsumexp(scores, dim=-1, keepdim=True))]
+    survivors = [int(scores.shape[-1])]
+    for processor in processors:
+        scores = processor(input_ids, scores)
+        stages.append(stage_name(processor))
+        kept.append((scores, torch.logsumexp(scores, dim=-1, keepdim=True)))
+        survivors.append(int(torch.isfinite(scores).sum()))
+    raw, raw_lse = kept[0]
+    top_ids = torch.topk(raw[0], top_n).indices
+    stacked = torch.stack([(s[0, top_ids] - lse[0]).exp() for s, lse in kept]).T.tolist()
+    candidates = [
+        Candidate(tid, readable_token(tokenizer, tid), row)
+        for tid, row in zip(top_ids.tolist(), stacked)
+    ]
+    record = StepRecord(
+        index=index,
+        stages=stages,
+        candidates=candidates,
+        survivors=survivors,
+        entropy_before=_entropy_bits(raw - raw_lse),
+        entropy_after=_entropy_bits(kept[-1][0] - kept[-1][1]),
+    )
+    if check_mass:
+        record.mass = [float((s - lse).exp().sum()) for s, lse in kept]
+    return scores, record, kept
+
+
+def _entropy_bits(logprobs: Any) -> float:
+    import torch
+
+    finite = logprobs[torch.isfinite(logprobs)]
+    return float(-(finite.exp() * finite).sum()) / _LOG2
+
+
+def add_sampled(
+    record: StepRecord, token_id: int, kept: list[tuple[Any, Any]], tokenizer: Any
+) -> None:
+    """Mark the drawn token (adding its row if it was not among the top candidates)."""
+    record.sampled_id = int(token_id)
+    if record.sampled is None:
+        probs = [float((s[0, token_id] - lse[0, 0]).exp()) for s, lse in kept]
+        record.candidates.append(Candidate(int(token_id), readable_token(tokenizer, token_id), probs))
+    record.sampled_prob = record.sampled.probs[-1] if record.sampled else None
+
+
+class LensRecorder:
+    """Collects a ``StepRecord`` per generated token while a reply streams."""
+
+    def __init__(self, top_n: int = 10, check_mass: bool = False) -> None:
+        self.top_n = top_n
+        self.check_mass = check_mass
+        self.steps: list[StepRecord] = []
+        self._pending: tuple[StepRecord, list[tuple[Any, Any]]] | None = None
+        self._lock = threading.Lock()
+        self.tokenizer: Any = None
+
+    def record(self, input_ids: Any, logits: Any, processors: Any) -> Any:
+        scores, record, kept = analyze_step(
+            len(self.steps), input_ids, logits, processors, self.tokenizer, self.top_n, self.check_mass
+        )
+        self._pending = (record, kept)
+        return scores
+
+    def on_sampled(self, token_id: int) -> None:
+        if self._pending is None:
+            return
+        record, logprobs = self._pending
+        self._pending = None
+        add_sampled(record, token_id, logprobs, self.tokenizer)
+        with self._lock:
+            self.steps.append(record)
+
+    def on_piece(self, piece: str) -> None:
+        with self._lock:
+            if self.steps:
+                self.steps[-1].piece += piece
+
+
+class LensPipeline:
+    """The single logits processor used while recording: the real stages, in order."""
+
+    def __init__(self, processors: Any, recorder: LensRecorder) -> None:
+        self.processors = processors
+        self.recorder = recorder
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.recorder.record(input_ids, scores, self.processors)
