@@ -51,6 +51,7 @@ class FakeTokenSource:
         *,
         on_token: Any = None,
         logits_processor: Any = None,
+        lens: Any = None,  # a fake source has no next-token tables to record
         wait: bool = False,
     ) -> ReplyStats:
         if not self._lock.acquire(blocking=wait):

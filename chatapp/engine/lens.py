@@ -152,35 +152,55 @@ def add_sampled(
 
 
 class LensRecorder:
-    """Collects a ``StepRecord`` per generated token while a reply streams."""
+    """Collects a ``StepRecord`` per generated token while a reply streams.
 
-    def __init__(self, top_n: int = 10, check_mass: bool = False) -> None:
+    ``active`` may be switched on mid-reply (the lens opened during a reply): steps
+    from then on are recorded, each with its true position in ``index``.  While
+    inactive, the stages are only applied, exactly as ``generate`` would apply them.
+    """
+
+    def __init__(self, top_n: int = 10, check_mass: bool = False, active: bool = True) -> None:
         self.top_n = top_n
         self.check_mass = check_mass
+        self.active = active
         self.steps: list[StepRecord] = []
+        self._step = 0  # position of the token being generated
         self._pending: tuple[StepRecord, list[tuple[Any, Any]]] | None = None
+        self._last_recorded = False
         self._lock = threading.Lock()
         self.tokenizer: Any = None
 
+    @property
+    def complete(self) -> bool:
+        """Every generated token so far has its step recorded."""
+        return len(self.steps) == self._step
+
     def record(self, input_ids: Any, logits: Any, processors: Any) -> Any:
+        if not self.active:
+            scores = logits
+            for processor in processors:
+                scores = processor(input_ids, scores)
+            return scores
         scores, record, kept = analyze_step(
-            len(self.steps), input_ids, logits, processors, self.tokenizer, self.top_n, self.check_mass
+            self._step, input_ids, logits, processors, self.tokenizer, self.top_n, self.check_mass
         )
         self._pending = (record, kept)
         return scores
 
     def on_sampled(self, token_id: int) -> None:
-        if self._pending is None:
+        self._step += 1
+        pending, self._pending = self._pending, None
+        self._last_recorded = pending is not None
+        if pending is None:
             return
-        record, logprobs = self._pending
-        self._pending = None
-        add_sampled(record, token_id, logprobs, self.tokenizer)
+        record, kept = pending
+        add_sampled(record, token_id, kept, self.tokenizer)
         with self._lock:
             self.steps.append(record)
 
     def on_piece(self, piece: str) -> None:
         with self._lock:
-            if self.steps:
+            if self.steps and self._last_recorded:
                 self.steps[-1].piece += piece
 
 

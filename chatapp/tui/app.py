@@ -15,11 +15,13 @@ from textual.widgets import Footer, Markdown, Static
 
 from chatapp import paths
 from chatapp.engine.chat_format import Message
+from chatapp.engine.lens import LensRecorder
 from chatapp.params import SamplingParams
 from chatapp.presets import PresetError, PresetStore
 from chatapp.settings import load_settings, save_setting
 from chatapp.tui.chat import AssistantMessage, ChatPane, UserMessage
 from chatapp.tui.commands import ChatCommands
+from chatapp.tui.lens import LensView
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.themes import load_themes
 from chatapp.tui.widgets import Confirm, LoadingView, PromptBox, TextPrompt
@@ -52,9 +54,13 @@ class ChatApp(App[int]):
         Binding("escape", "stop_reply", "Stop"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+n", "new_chat", "New chat"),
-        Binding("f2", "toggle_panel", "Panel"),
+        Binding("f2", "toggle_panel", "Panel", priority=True),
         Binding("ctrl+s", "save_preset", "Save preset"),
-        Binding("f4", "toggle_language", "中/EN"),
+        Binding("f3", "toggle_lens", "Lens", priority=True),
+        Binding("f6", "toggle_heat", "Heat map", priority=True),
+        Binding("f7", "lens_step(-1)", "Prev step", show=False, priority=True),
+        Binding("f8", "lens_step(1)", "Next step", show=False, priority=True),
+        Binding("f4", "toggle_language", "中/EN", priority=True),
         Binding("alt+left", "show_version(-1)", "Prev version", show=False),
         Binding("alt+right", "show_version(1)", "Next version", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -85,6 +91,11 @@ class ChatApp(App[int]):
         self._reply_widget: AssistantMessage | None = None
         self._flush_timer: Any = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark
+        self.heat_on = False
+        self._recorder: LensRecorder | None = None
+        self._lens_shown_at = 0.0
+        self._lens_shown_count = 0
+        self.lens_target: tuple[AssistantMessage, int] | None = None  # reply, step index
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -92,6 +103,7 @@ class ChatApp(App[int]):
             with Vertical(id="left"):
                 yield LoadingView(id="loading")
                 yield ChatPane()
+                yield LensView()
                 yield PromptBox()
             yield ParamPanel(
                 self.initial_params, self.store.names(), lang=self.settings.get("help_lang", "en")
@@ -115,6 +127,7 @@ class ChatApp(App[int]):
             self.notify(self.store.load_error, title="Presets", severity="warning", timeout=10)
         if self.initial_preset:
             self.query_one(ParamPanel).set_preset_names(self.store.names(), self.initial_preset)
+        self.query_one(LensView).display = False
         self.query_one(PromptBox).focus()
         self._set_status("Loading the model…")
         threading.Thread(target=self._load_engine, name="load-model", daemon=True).start()
@@ -174,6 +187,7 @@ class ChatApp(App[int]):
 
     @on(ParamPanel.Changed)
     def _params_changed(self, event: ParamPanel.Changed) -> None:
+        self._what_if()
         notes = [a.message for a in event.params.advice() if not a.ignored]
         self._set_status(
             "Next reply: " + event.params.summary() + (f" · note: {notes[0]}" if notes else "")
@@ -221,12 +235,17 @@ class ChatApp(App[int]):
         messages = self.history(upto=reply)
         reply.start_version(params)
         self._reply_widget = reply
+        reply.versions[-1].messages = messages
+        # Always in the pipeline, so F3/F6 can switch recording on mid-reply; while
+        # inactive it only applies the stages, as generate itself would.
+        self._recorder = LensRecorder(active=self.recording)
+        self._lens_shown_count = 0
         self._pending.clear()
         self._stream = Markdown.get_stream(reply.markdown)
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush)
         self.query_one(ChatPane).anchor()
         self._set_status(f"Generating ({params.summary()}) · Esc stops")
-        self._generate(reply, messages, params)
+        self._generate(reply, messages, params, self._recorder)
 
     def _on_piece(self, piece: str) -> None:
         # Called on the generation thread: only buffer here; the timer draws.
@@ -234,6 +253,7 @@ class ChatApp(App[int]):
             self._pending.append(piece)
 
     async def _flush(self) -> None:
+        self._follow_lens()
         with self._pending_lock:
             if not self._pending:
                 return
@@ -243,11 +263,18 @@ class ChatApp(App[int]):
             await self._stream.write(text)
 
     @work(thread=True, exclusive=True, group="reply", name="reply")
-    def _generate(self, reply: AssistantMessage, messages: list[Message], params: SamplingParams) -> None:
+    def _generate(
+        self,
+        reply: AssistantMessage,
+        messages: list[Message],
+        params: SamplingParams,
+        recorder: LensRecorder | None,
+    ) -> None:
         stats = None
         error = None
         try:
-            stats = self.source.stream_reply(messages, params, self._on_piece)
+            extra = {"lens": recorder} if recorder is not None else {}
+            stats = self.source.stream_reply(messages, params, self._on_piece, **extra)
         except Exception as exc:  # noqa: BLE001 - shown in the message
             error = f"{type(exc).__name__}: {exc}"
         self._from_thread(self._finish_reply, reply, stats, error)
@@ -265,6 +292,15 @@ class ChatApp(App[int]):
             await reply.markdown.update(text)
         reply.finish_version(text, stats, error)
         self._reply_widget = None
+        if self._recorder is not None:
+            reply.versions[reply.shown].lens_steps = list(self._recorder.steps)
+            reply.versions[reply.shown].lens_complete = self._recorder.complete
+            self._recorder = None
+            steps = reply.versions[reply.shown].lens_steps
+            if steps:
+                self.lens_target = (reply, len(steps) - 1)
+                self._show_lens()
+            reply.show_heat(self.heat_on, self._reply_index(reply))
         self.replies_done += 1
         if error:
             self.notify(error, title="Generation failed", severity="error")
@@ -313,6 +349,108 @@ class ChatApp(App[int]):
         if self.source is not None:
             self.source.stop()  # the reply ends within one token; the worker then exits
         self.exit(0)
+
+    # -- the probability lens -------------------------------------------------------------
+    @property
+    def recording(self) -> bool:
+        """The lens records only while the lens or the heat map is on (otherwise: no cost)."""
+        return self.query_one(LensView).display or self.heat_on
+
+    def _reply_index(self, reply: AssistantMessage) -> int:
+        return self.query_one(ChatPane).assistant_messages().index(reply)
+
+    def _follow_lens(self) -> None:
+        """While a reply streams, show its newest step (at most ~10 times a second)."""
+        recorder = self._recorder
+        lens = self.query_one(LensView)
+        if recorder is None or not lens.display or not recorder.steps:
+            return
+        now = time.monotonic()
+        count = len(recorder.steps)
+        if count == self._lens_shown_count or now - self._lens_shown_at < 0.1:
+            return
+        self._lens_shown_at, self._lens_shown_count = now, count
+        lens.show(recorder.steps[count - 1], f"{count} (streaming)")
+
+    def _show_lens(self) -> None:
+        if self.lens_target is None:
+            return
+        reply, index = self.lens_target
+        steps = reply.versions[reply.shown].lens_steps
+        if steps:
+            self.query_one(LensView).show(steps[index], f"{index + 1}/{len(steps)}")
+
+    def action_toggle_lens(self) -> None:
+        lens = self.query_one(LensView)
+        lens.display = not lens.display
+        if self._recorder is not None:
+            self._recorder.active = self.recording
+        if lens.display:
+            self._show_lens()
+
+    def action_toggle_heat(self) -> None:
+        self.heat_on = not self.heat_on
+        if self._recorder is not None:
+            self._recorder.active = self.recording
+        for i, reply in enumerate(self.query_one(ChatPane).assistant_messages()):
+            reply.show_heat(self.heat_on, i)
+        if self.heat_on and not any(
+            r.versions and r.versions[r.shown].lens_steps
+            for r in self.query_one(ChatPane).assistant_messages()
+        ):
+            self.notify("The heat map colours replies generated from now on.")
+
+    def action_lens_step(self, delta: int) -> None:
+        if self.lens_target is None or self.generating:
+            return
+        reply, index = self.lens_target
+        steps = reply.versions[reply.shown].lens_steps
+        self.lens_target = (reply, max(0, min(len(steps) - 1, index + delta)))
+        self._show_lens()
+        self._what_if()
+
+    def action_lens_select(self, reply_index: int, step: int) -> None:
+        """Open one step of one reply in the lens (clicking a token in the heat map)."""
+        replies = self.query_one(ChatPane).assistant_messages()
+        if not 0 <= reply_index < len(replies):
+            return
+        reply = replies[reply_index]
+        steps = reply.versions[reply.shown].lens_steps if reply.versions else []
+        if not 0 <= step < len(steps):
+            return
+        self.lens_target = (reply, step)
+        self.query_one(LensView).display = True
+        self._show_lens()
+        self._what_if()
+
+    def _what_if(self) -> None:
+        """Recompute the selected step under the panel's values, if they differ."""
+        if (
+            self.lens_target is None
+            or self.generating
+            or not self.query_one(LensView).display
+            or not hasattr(self.source, "what_if")
+        ):
+            return
+        reply, index = self.lens_target
+        version = reply.versions[reply.shown]
+        if version.stats is None or not version.lens_steps:
+            return
+        if self.params == version.params:
+            self._show_lens()
+            return
+        self._compute_what_if(version, index, self.params)
+
+    @work(thread=True, exclusive=True, group="what-if", name="what-if")
+    def _compute_what_if(self, version: Any, index: int, params: SamplingParams) -> None:
+        try:
+            position = version.lens_steps[index].index
+            step = self.source.what_if(version.messages, version.stats.token_ids, position, params)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._from_thread(self.notify, f"What-if failed: {exc}", severity="warning")
+            return
+        total = len(version.lens_steps)
+        self._from_thread(self.query_one(LensView).show, step, f"{index + 1}/{total}")
 
     # -- presets ------------------------------------------------------------------------------
     @on(ParamPanel.PresetChosen)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 
+from chatapp.engine.chat_format import Message
+from chatapp.engine.lens import StepRecord
 from chatapp.engine.local import ReplyStats
 from chatapp.params import SamplingParams
 
@@ -20,6 +22,9 @@ class ReplyVersion:
     params: SamplingParams
     stats: ReplyStats | None = None
     error: str | None = None
+    lens_steps: list[StepRecord] = field(default_factory=list)  # when the lens recorded
+    lens_complete: bool = False  # every token has its step (needed for the heat map)
+    messages: list[Message] = field(default_factory=list)  # the prompt it answered
 
     def meta(self) -> str:
         parts = [self.params.summary()]
@@ -58,7 +63,24 @@ class AssistantMessage(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Model", classes="role")
         yield Markdown("", classes="body")
+        yield Static("", classes="heat")
         yield Static("", classes="meta")
+
+    def on_mount(self) -> None:
+        self.query_one(".heat", Static).display = False
+
+    def show_heat(self, on: bool, reply_index: int) -> None:
+        """Colour each token by the probability it was drawn with (needs lens data)."""
+        from chatapp.tui.lens import heat_markup
+
+        version = self.versions[self.shown] if self.versions else None
+        steps = version.lens_steps if version and version.lens_complete else []
+        heat = self.query_one(".heat", Static)
+        active = on and bool(steps)
+        if active:
+            heat.update(heat_markup(steps, reply_index))
+        heat.display = active
+        self.markdown.display = not active
 
     @property
     def markdown(self) -> Markdown:

@@ -1,0 +1,81 @@
+"""The probability lens on real bundled-model replies: the same processors generate used."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatapp.engine import Message
+from chatapp.engine.lens import LensRecorder
+from chatapp.params import SEED_VALUES, SamplingParams
+
+pytestmark = pytest.mark.model
+
+PROMPT = [Message("user", "使用繁體中文回答，請問什麼是大型語言模型？")]
+BASE = SamplingParams(**SEED_VALUES).replace(max_new_tokens=12, seed=11)
+
+CASES = {
+    "seed": (BASE, ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),
+    "top_k_1": (BASE.replace(top_k=1), ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),
+    "small_top_p": (BASE.replace(top_p=0.2, top_k=0), ["raw", "repetition_penalty", "temperature", "top_p"]),
+    "min_p": (BASE.replace(min_p=0.1, top_p=1.0, top_k=0, repetition_penalty=1.0), ["raw", "temperature", "min_p"]),
+    "strong_repetition_penalty": (BASE.replace(repetition_penalty=1.8), ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),
+    "typical_and_ngram": (BASE.replace(typical_p=0.9, no_repeat_ngram_size=2), ["raw", "repetition_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p", "typical_p"]),
+    "greedy": (BASE.replace(do_sample=False), ["raw", "repetition_penalty"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_lens_records_every_stage_faithfully(engine, case):
+    params, stages = CASES[case]
+    plain = engine.stream_reply(PROMPT, params)
+    recorder = LensRecorder(check_mass=True)
+    recorded = engine.stream_reply(PROMPT, params, lens=recorder)
+    # Recording does not change what is generated: the pipeline is generate's own.
+    assert recorded.token_ids == plain.token_ids
+    assert len(recorder.steps) == recorded.new_tokens
+    assert "".join(s.piece for s in recorder.steps) == recorded.text
+    for step, token_id in zip(recorder.steps, recorded.token_ids):
+        assert step.stages == stages
+        assert step.sampled_id == token_id
+        assert step.sampled_prob is not None and step.sampled_prob > 0, "drawn token survived"
+        assert step.mass and all(abs(m - 1) < 1e-3 for m in step.mass), step.mass
+        assert step.survivors[0] == step.survivors[1] or step.stages[1] != "repetition_penalty"
+        assert all(a >= b for a, b in zip(step.survivors[1:], step.survivors[2:]))
+        final = [c.probs[-1] for c in step.candidates]
+        if not params.do_sample:
+            assert step.sampled.probs[-1] == max(final), "greedy picks the argmax"
+        if case == "top_k_1":
+            assert step.survivors[step.stages.index("top_k")] == 1
+            assert step.sampled_prob == pytest.approx(1.0)
+        if case == "small_top_p":
+            assert step.survivors[-1] < 50
+
+
+def test_what_if_recomputes_a_step_from_the_reply(engine):
+    recorder = LensRecorder()
+    stats = engine.stream_reply(PROMPT, BASE, lens=recorder)
+    step = 4
+    same = engine.what_if(PROMPT, stats.token_ids, step, BASE)
+    original = recorder.steps[step]
+    assert same.sampled_id == original.sampled_id
+    assert same.survivors == original.survivors
+    assert same.candidates[0].token_id == original.candidates[0].token_id
+    assert same.sampled_prob == pytest.approx(original.sampled_prob, abs=0.05)
+    narrower = engine.what_if(PROMPT, stats.token_ids, step, BASE.replace(top_k=2))
+    assert narrower.survivors[narrower.stages.index("top_k")] == 2
+    assert "top-k 2" in narrower.what_if
+
+
+def test_inactive_recorder_changes_nothing_and_can_start_midway(engine):
+    plain = engine.stream_reply(PROMPT, BASE)
+    recorder = LensRecorder(active=False)
+
+    def on_token(token_id, _):
+        if recorder._step == 5:
+            recorder.active = True
+
+    stats = engine.stream_reply(PROMPT, BASE, lens=recorder, on_token=on_token)
+    assert stats.token_ids == plain.token_ids
+    assert [s.index for s in recorder.steps] == list(range(5, stats.new_tokens))
+    assert not recorder.complete
+    assert all(s.sampled_id == stats.token_ids[s.index] for s in recorder.steps)
