@@ -29,6 +29,8 @@ class ChatCommands(Provider):
         yield ("Clear chat", app.action_new_chat, "Start a new chat (Ctrl+N)")
         yield ("Export chat to Markdown", app.export_chat, "Write the chat to a .md file")
         yield ("Toggle help language 中/EN", app.action_toggle_language, "F4")
+        yield ("Toggle probability lens", app.action_toggle_lens, "F3: each step's next-token table")
+        yield ("Toggle heat map", app.action_toggle_heat, "F6: colour tokens by probability")
         yield ("Show previous reply version", partial(app.action_show_version, -1), "Alt+Left")
         yield ("Show next reply version", partial(app.action_show_version, 1), "Alt+Right")
 
