@@ -33,6 +33,7 @@ class ReplyStats:
     finish_reason: FinishReason
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
+    streaming_seconds: float = 0.0  # spent decoding text and in the callbacks
 
     @property
     def tokens_per_second(self) -> float:
@@ -63,19 +64,22 @@ class _ReplyStreamer:
         self._prompt_seen = False
         self.first_token_at: float | None = None
         self.pieces: list[str] = []
+        self.busy_seconds = 0.0  # time spent here: decoding and the callbacks
 
     def put(self, value: Any) -> None:
         if not self._prompt_seen:  # generate() first hands over the prompt
             self._prompt_seen = True
             return
+        start = time.perf_counter()
         if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+            self.first_token_at = start
         for token_id in value.reshape(-1).tolist():
             if self._lens is not None:
                 self._lens.on_sampled(token_id)
             if self._on_token is not None:
                 self._on_token(token_id, None)
             self._emit(self._decoder.push(token_id))
+        self.busy_seconds += time.perf_counter() - start
 
     def _emit(self, piece: str) -> None:
         if piece:
@@ -281,4 +285,5 @@ class LocalEngine:
             finish_reason=reason,
             text="".join(streamer.pieces),
             token_ids=new_ids,
+            streaming_seconds=streamer.busy_seconds,
         )
