@@ -28,7 +28,7 @@ from chatapp.tui.widgets import Confirm, LoadingView, PromptBox, TextPrompt
 
 EngineFactory = Callable[[Callable[[str, "float | None"], None]], Any]
 DEFAULT_THEME = "chatapp-dark"
-FLUSH_INTERVAL = 0.04  # seconds between flushes of streamed text to the screen
+FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
 
 
 def local_engine_factory(model: str | None, quant: str, dtype: str) -> EngineFactory:
