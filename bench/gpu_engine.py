@@ -34,7 +34,12 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, GemmaConfig
 
     from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import LoadedModel, _load_tokenizer, quantization_config, silence_libraries
+    from chatapp.engine.loading import (
+        LoadedModel,
+        _load_tokenizer,
+        quantization_config,
+        silence_libraries,
+    )
     from chatapp.params import SEED_VALUES, SamplingParams
 
     silence_libraries()
@@ -60,11 +65,20 @@ def main() -> None:
         folder = tempfile.mkdtemp()
         model.save_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.bfloat16, device_map="auto",
+            folder,
+            dtype=torch.bfloat16,
+            device_map="auto",
             quantization_config=quantization_config(args.quant, torch.bfloat16),
         )
-    loaded = LoadedModel(model, tokenizer, "gemma-2b-shaped random", args.quant, "bfloat16",
-                         str(model.device), time.perf_counter() - start)
+    loaded = LoadedModel(
+        model,
+        tokenizer,
+        "gemma-2b-shaped random",
+        args.quant,
+        "bfloat16",
+        str(model.device),
+        time.perf_counter() - start,
+    )
     engine = LocalEngine(loaded)
     # Random weights rarely stop early, but never let EOS end a run: same length both ways.
     params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
@@ -79,8 +93,11 @@ def main() -> None:
         torch.cuda.synchronize()
         t = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                 generation_config=gen_config)
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=gen_config,
+            )
         torch.cuda.synchronize()
         return (out.shape[1] - input_ids.shape[1]) / (time.perf_counter() - t)
 
@@ -98,12 +115,14 @@ def main() -> None:
     raw(), streamed()
     raws, engs = [], []
     for i in range(args.runs):
-        for fn in ((raw, streamed) if i % 2 == 0 else (streamed, raw)):
+        for fn in (raw, streamed) if i % 2 == 0 else (streamed, raw):
             (raws if fn is raw else engs).append(fn())
     r, e = statistics.median(raws), statistics.median(engs)
-    print(f"{torch.cuda.get_device_name()} · {args.quant} · {args.tokens} new tokens · {args.runs} runs each")
-    print(f"raw generate    median {r:.1f} tok/s  {['%.1f' % x for x in raws]}")
-    print(f"engine stream   median {e:.1f} tok/s  {['%.1f' % x for x in engs]}")
+    print(
+        f"{torch.cuda.get_device_name()} · {args.quant} · {args.tokens} new tokens · {args.runs} runs each"
+    )
+    print(f"raw generate    median {r:.1f} tok/s  {[f'{x:.1f}' for x in raws]}")
+    print(f"engine stream   median {e:.1f} tok/s  {[f'{x:.1f}' for x in engs]}")
     print(f"ratio engine/raw {e / r:.3f}")
 
 

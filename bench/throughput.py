@@ -66,7 +66,17 @@ def child_start(model: str, quant: str, dtype: str) -> None:
 
 def measure_start(model: str, quant: str, dtype: str, cache_dir: str) -> dict:
     env = {**os.environ, "CHATAPP_CACHE_DIR": cache_dir, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, __file__, "--child-start", "--model", model, "--quant", quant, "--dtype", dtype]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-start",
+        "--model",
+        model,
+        "--quant",
+        quant,
+        "--dtype",
+        dtype,
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -90,7 +100,9 @@ def measure_throughput(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         with torch.inference_mode():
             out = engine.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=config,
             )
         elapsed = time.perf_counter() - start
         return out.shape[1] - input_ids.shape[1], elapsed
@@ -113,7 +125,9 @@ def measure_throughput(args: argparse.Namespace) -> None:
         # pipeline (so F3 can switch recording on mid-reply) but nothing is recorded.
         from chatapp.engine.lens import LensRecorder
 
-        stats = engine.stream_reply(messages, params, lambda piece: None, lens=LensRecorder(active=False))
+        stats = engine.stream_reply(
+            messages, params, lambda piece: None, lens=LensRecorder(active=False)
+        )
         return stats.new_tokens, stats.elapsed
 
     raw(), streamed(), lensed(), idle_lens()  # warm-up
@@ -128,26 +142,44 @@ def measure_throughput(args: argparse.Namespace) -> None:
     raw_med = statistics.median(raw_rates)
     eng_med = statistics.median(engine_rates)
     loaded = engine.loaded
-    print(f"model: {loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}), "
-          f"{args.max_new_tokens} new tokens, seed {args.seed}, {args.runs} runs each, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"raw model.generate      median {raw_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in raw_rates)})")
-    print(f"engine stream_reply     median {eng_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in engine_rates)})")
-    print(f"ratio engine/raw        {eng_med / raw_med:.3f}   (target >= 0.97; best-of ratio "
-          f"{max(engine_rates) / max(raw_rates):.3f})")
-    print(f"engine's own streaming work (decoding + callbacks): "
-          f"{100 * statistics.median(streaming_share):.2f}% of reply time (median)")
+    print(
+        f"model: {loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}), "
+        f"{args.max_new_tokens} new tokens, seed {args.seed}, {args.runs} runs each, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"raw model.generate      median {raw_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in raw_rates)})"
+    )
+    print(
+        f"engine stream_reply     median {eng_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in engine_rates)})"
+    )
+    print(
+        f"ratio engine/raw        {eng_med / raw_med:.3f}   (target >= 0.97; best-of ratio "
+        f"{max(engine_rates) / max(raw_rates):.3f})"
+    )
+    print(
+        f"engine's own streaming work (decoding + callbacks): "
+        f"{100 * statistics.median(streaming_share):.2f}% of reply time (median)"
+    )
     lens_med = statistics.median(lens_rates)
-    print(f"engine + lens recording median {lens_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in lens_rates)})")
-    print(f"lens cost               {100 * (eng_med / lens_med - 1):+.1f}% generation time with the lens or heat map on "
-          "(target <= 10%)")
+    print(
+        f"engine + lens recording median {lens_med:7.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in lens_rates)})"
+    )
+    print(
+        f"lens cost               {100 * (eng_med / lens_med - 1):+.1f}% generation time with the lens or heat map on "
+        "(target <= 10%)"
+    )
     idle_med = statistics.median(idle_rates)
-    print(f"lens off (app path)     median {idle_med:7.2f} tok/s, {100 * (eng_med / idle_med - 1):+.1f}% "
-          "(stages applied, nothing recorded; the CLI path has no lens code at all)")
+    print(
+        f"lens off (app path)     median {idle_med:7.2f} tok/s, {100 * (eng_med / idle_med - 1):+.1f}% "
+        "(stages applied, nothing recorded; the CLI path has no lens code at all)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--quant", default="none")
     parser.add_argument("--dtype", default="bfloat16")
@@ -165,10 +197,14 @@ def main() -> None:
             cold = measure_start(args.model, args.quant, args.dtype, cache)
             warm = [measure_start(args.model, args.quant, args.dtype, cache) for _ in range(3)]
         warm_ttft = statistics.median(w["first_token_s"] for w in warm)
-        print(f"cold start (fresh cache, conversion included): first token after {cold['first_token_s']:.1f} s")
-        print(f"warm start (cached, median of 3):              first token after {warm_ttft:.2f} s "
-              f"(load {statistics.median(w['load_s'] for w in warm):.2f} s; target <= 5 s; "
-              "process start to first token, imports included)")
+        print(
+            f"cold start (fresh cache, conversion included): first token after {cold['first_token_s']:.1f} s"
+        )
+        print(
+            f"warm start (cached, median of 3):              first token after {warm_ttft:.2f} s "
+            f"(load {statistics.median(w['load_s'] for w in warm):.2f} s; target <= 5 s; "
+            "process start to first token, imports included)"
+        )
     measure_throughput(args)
 
 

@@ -83,6 +83,7 @@ async def fake_stream(tokens: int, rate: float) -> None:
     per_token = []
     for _, total, cost in flushes:
         per_token.append((total, cost))
+
     # Drawing cost per token of the flushes that covered the first / last 100 tokens.
     def cost_between(lo: int, hi: int) -> float:
         rows, prev = [], 0
@@ -95,13 +96,21 @@ async def fake_stream(tokens: int, rate: float) -> None:
 
     early, late = cost_between(0, 100), cost_between(tokens - 100, tokens)
     shown_rate = shown / (flushes[-1][0] - start) if flushes else 0.0
-    print(f"fake source: {tokens} tokens at {rate:.0f} tok/s, {len(flushes)} flushes, "
-          f"first text after {first_time - start:.3f} s, reply done in {end - start:.2f} s")
-    print(f"tokens reaching the screen  {shown_rate:7.1f} tok/s   all tokens shown: {all_shown} ({shown}/{tokens})")
-    print(f"keypress-to-screen latency  worst {max(latencies) * 1000:.1f} ms, median "
-          f"{statistics.median(latencies) * 1000:.1f} ms over {len(latencies)} keys (target <= 50 ms)")
-    print(f"drawing cost per token      first 100: {early:.3f} ms, last 100: {late:.3f} ms "
-          f"(growth x{late / early:.2f})")
+    print(
+        f"fake source: {tokens} tokens at {rate:.0f} tok/s, {len(flushes)} flushes, "
+        f"first text after {first_time - start:.3f} s, reply done in {end - start:.2f} s"
+    )
+    print(
+        f"tokens reaching the screen  {shown_rate:7.1f} tok/s   all tokens shown: {all_shown} ({shown}/{tokens})"
+    )
+    print(
+        f"keypress-to-screen latency  worst {max(latencies) * 1000:.1f} ms, median "
+        f"{statistics.median(latencies) * 1000:.1f} ms over {len(latencies)} keys (target <= 50 ms)"
+    )
+    print(
+        f"drawing cost per token      first 100: {early:.3f} ms, last 100: {late:.3f} ms "
+        f"(growth x{late / early:.2f})"
+    )
 
 
 async def real_model(tokens: int, runs: int) -> None:
@@ -132,13 +141,19 @@ async def real_model(tokens: int, runs: int) -> None:
             app_rates.append(stats.tokens_per_second)
     a, e = statistics.median(app_rates), statistics.median(engine_rates)
     print(f"real bundled model, {tokens} tokens, {runs} runs each (alternating)")
-    print(f"engine direct   median {e:.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in engine_rates)})")
-    print(f"in the app      median {a:.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in app_rates)})")
+    print(
+        f"engine direct   median {e:.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in engine_rates)})"
+    )
+    print(
+        f"in the app      median {a:.2f} tok/s  (runs: {', '.join(f'{r:.1f}' for r in app_rates)})"
+    )
     print(f"ratio app/engine {a / e:.3f} (target >= 0.95)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--no-real", action="store_true")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from chatapp import __version__
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text

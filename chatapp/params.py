@@ -8,8 +8,9 @@ Adding a parameter is one entry here.  Imports neither torch nor Textual.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import GenerationConfig
@@ -234,8 +235,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         label="Rep. penalty",
         help_en="Penalises tokens already in the text, making repeated content less likely "
         "(1 = off).",
-        advice_en="> 1.0 curbs repetition, < 1.0 makes it likelier. Raise it when the model "
-        "loops.",
+        advice_en="> 1.0 curbs repetition, < 1.0 makes it likelier. Raise it when the model loops.",
         help_zh="懲罰重複的輸出，降低重複內容的生成可能性。",
         advice_zh="> 1.0 抑制重複，< 1.0 容易重複。跳針情況下建議調高此參數。",
         generation_field="repetition_penalty",
@@ -302,8 +302,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         advanced=True,
         label="No-repeat n",
         help_en="Forbids any n-gram of this size from appearing twice (0 = off).",
-        advice_en="3 or 4 stops loops outright, but also blocks legitimate repeats (names, "
-        "code).",
+        advice_en="3 or 4 stops loops outright, but also blocks legitimate repeats (names, code).",
         help_zh="禁止任何長度為 n 的詞組重複出現（0 表示關閉）。",
         advice_zh="設為 3 或 4 可直接阻止跳針，但也會擋掉合理的重複（名稱、程式碼）。",
         generation_field="no_repeat_ngram_size",
@@ -349,9 +348,7 @@ class SamplingParams:
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(SPEC)
         if unknown:
-            raise ParamsError(
-                [ParamError(n, f"unknown parameter {n!r}") for n in sorted(unknown)]
-            )
+            raise ParamsError([ParamError(n, f"unknown parameter {n!r}") for n in sorted(unknown)])
         errors: list[ParamError] = []
         clean: dict[str, Any] = {}
         for spec in PARAMS:
@@ -366,11 +363,11 @@ class SamplingParams:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "SamplingParams":
+    def from_mapping(cls, values: Mapping[str, Any]) -> SamplingParams:
         """Build from a mapping such as a preset; unknown keys are an error."""
         return cls(**dict(values))
 
-    def replace(self, **changes: Any) -> "SamplingParams":
+    def replace(self, **changes: Any) -> SamplingParams:
         """A copy with some values changed (validated)."""
         merged = dict(self._values)
         merged.update(changes)
@@ -482,7 +479,7 @@ class SamplingParams:
             kwargs[spec.generation_field] = value
         return kwargs
 
-    def to_generation_config(self, **extra: Any) -> "GenerationConfig":
+    def to_generation_config(self, **extra: Any) -> GenerationConfig:
         """A ``transformers.GenerationConfig`` for these values (``extra``: eos/pad ids)."""
         from transformers import GenerationConfig
 
@@ -545,7 +542,9 @@ def help_text(lang: str = "en") -> str:
     for spec in PARAMS:
         helptext = spec.help_zh if lang == "zh" else spec.help_en
         advice = spec.advice_zh if lang == "zh" else spec.advice_en
-        lines.append(f"{spec.name} ({spec.range_text()}; default {spec.format(spec.default) or '—'})")
+        lines.append(
+            f"{spec.name} ({spec.range_text()}; default {spec.format(spec.default) or '—'})"
+        )
         lines.append(f"  {helptext}")
         lines.append(f"  {advice}")
     return "\n".join(lines)

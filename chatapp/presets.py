@@ -38,9 +38,21 @@ BUILTINS: tuple[Preset, ...] = (
         True,
     ),
     Preset("Seed tutorial", SamplingParams(**SEED_VALUES), True),
-    Preset("Creative", SamplingParams(temperature=1.1, top_k=0, top_p=0.98, repetition_penalty=1.05), True),
-    Preset("Precise", SamplingParams(temperature=0.3, top_k=20, top_p=0.8, repetition_penalty=1.1), True),
-    Preset("Min-p", SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.05, repetition_penalty=1.0), True),
+    Preset(
+        "Creative",
+        SamplingParams(temperature=1.1, top_k=0, top_p=0.98, repetition_penalty=1.05),
+        True,
+    ),
+    Preset(
+        "Precise",
+        SamplingParams(temperature=0.3, top_k=20, top_p=0.8, repetition_penalty=1.1),
+        True,
+    ),
+    Preset(
+        "Min-p",
+        SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.05, repetition_penalty=1.0),
+        True,
+    ),
 )
 _BUILTIN_NAMES = {p.name.casefold(): p for p in BUILTINS}
 

@@ -19,7 +19,9 @@ def test_import_linter_contract_holds():
 
 def test_params_and_paths_import_no_torch():
     code = "import sys, chatapp.params, chatapp.paths, chatapp.presets; print('torch' in sys.modules, 'textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["False", "False"]
 
 
@@ -31,3 +33,13 @@ def test_themes_ship_inside_the_package():
     loaded = load_themes()
     assert not loaded.errors
     assert any(not t.dark for t in loaded.themes), "at least one light theme"
+
+
+def test_ruff_lint_and_format_are_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for args in (
+        ["check", "chatapp", "tests", "bench"],
+        ["format", "--check", "chatapp", "tests", "bench"],
+    ):
+        result = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

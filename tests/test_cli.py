@@ -59,7 +59,13 @@ def test_unknown_model_path_exits_1_with_one_line(tmp_path):
 
 
 def test_offline_uncached_model_suggests_bundled(tmp_path):
-    result = run_cli("--prompt", "hi", "--model", "google/gemma-2b-it", env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    result = run_cli(
+        "--prompt",
+        "hi",
+        "--model",
+        "google/gemma-2b-it",
+        env={"HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 1
     assert "not in the local cache" in result.stderr and "--model bundled" in result.stderr
 
@@ -67,8 +73,15 @@ def test_offline_uncached_model_suggests_bundled(tmp_path):
 @pytest.mark.model
 def test_prompt_streams_a_reply_offline(engine):
     result = run_cli(
-        "--model", "bundled", "--prompt", "使用繁體中文回答，請問什麼是大型語言模型？",
-        "--max-new-tokens", "8", "--seed", "1", "--stats",
+        "--model",
+        "bundled",
+        "--prompt",
+        "使用繁體中文回答，請問什麼是大型語言模型？",
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "1",
+        "--stats",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
@@ -79,7 +92,14 @@ def test_prompt_streams_a_reply_offline(engine):
 @pytest.mark.model
 def test_prompt_from_stdin_and_greedy_advice(engine):
     result = run_cli(
-        "--model", "bundled", "--prompt", "-", "--do-sample", "off", "--max-new-tokens", "4",
+        "--model",
+        "bundled",
+        "--prompt",
+        "-",
+        "--do-sample",
+        "off",
+        "--max-new-tokens",
+        "4",
         stdin="Say hello.",
     )
     assert result.returncode == 0, result.stderr

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.model
 
 HELLO = [Message("user", "Write one sentence about the sea.")]
 SEED_PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
-GREEDY = SamplingParams(do_sample=False, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=12)
+GREEDY = SamplingParams(
+    do_sample=False, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=12
+)
 
 
 def test_greedy_reply_is_deterministic(engine):
@@ -25,7 +27,9 @@ def test_greedy_reply_is_deterministic(engine):
 
 def test_top_k_one_with_sampling_equals_greedy(engine):
     greedy = engine.stream_reply(HELLO, GREEDY)
-    sampled = engine.stream_reply(HELLO, GREEDY.replace(do_sample=True, top_k=1, temperature=0.7, seed=7))
+    sampled = engine.stream_reply(
+        HELLO, GREEDY.replace(do_sample=True, top_k=1, temperature=0.7, seed=7)
+    )
     assert sampled.token_ids == greedy.token_ids
 
 
@@ -39,7 +43,9 @@ def test_same_seed_gives_same_reply_and_other_seed_differs(engine):
 
 
 def test_max_new_tokens_is_respected(engine):
-    stats = engine.stream_reply(HELLO, SamplingParams(**SEED_VALUES).replace(max_new_tokens=5, seed=3))
+    stats = engine.stream_reply(
+        HELLO, SamplingParams(**SEED_VALUES).replace(max_new_tokens=5, seed=3)
+    )
     assert stats.new_tokens <= 5
     if stats.finish_reason == "length":
         assert stats.new_tokens == 5
@@ -110,7 +116,11 @@ def test_reply_stops_on_end_of_turn(engine):
 
     from transformers import LogitsProcessorList
 
-    stats = engine.stream_reply(HELLO, GREEDY.replace(max_new_tokens=20), logits_processor=LogitsProcessorList([ForceEndOfTurn()]))
+    stats = engine.stream_reply(
+        HELLO,
+        GREEDY.replace(max_new_tokens=20),
+        logits_processor=LogitsProcessorList([ForceEndOfTurn()]),
+    )
     assert stats.finish_reason == "eos"
     assert stats.new_tokens == 3 and stats.token_ids[-1] == end_id
     assert END not in stats.text
@@ -139,7 +149,15 @@ def test_second_request_while_busy_is_refused(engine):
 
 
 def test_system_prompt_folds_into_first_user_turn(engine):
-    text = render_prompt(engine.tokenizer, [Message("system", "Be brief."), *HELLO, Message("assistant", "Waves."), Message("user", "More?")])
+    text = render_prompt(
+        engine.tokenizer,
+        [
+            Message("system", "Be brief."),
+            *HELLO,
+            Message("assistant", "Waves."),
+            Message("user", "More?"),
+        ],
+    )
     assert text == (
         "<bos><start_of_turn>user\nBe brief.\n\nWrite one sentence about the sea.<end_of_turn>\n"
         "<start_of_turn>model\nWaves.<end_of_turn>\n<start_of_turn>user\nMore?<end_of_turn>\n"

@@ -15,11 +15,34 @@ BASE = SamplingParams(**SEED_VALUES).replace(max_new_tokens=12, seed=11)
 
 CASES = {
     "seed": (BASE, ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),
-    "top_k_1": (BASE.replace(top_k=1), ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),
-    "small_top_p": (BASE.replace(top_p=0.2, top_k=0), ["raw", "repetition_penalty", "temperature", "top_p"]),
-    "min_p": (BASE.replace(min_p=0.1, top_p=1.0, top_k=0, repetition_penalty=1.0), ["raw", "temperature", "min_p"]),
-    "strong_repetition_penalty": (BASE.replace(repetition_penalty=1.8), ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),
-    "typical_and_ngram": (BASE.replace(typical_p=0.9, no_repeat_ngram_size=2), ["raw", "repetition_penalty", "no_repeat_ngram", "temperature", "top_k", "top_p", "typical_p"]),
+    "top_k_1": (
+        BASE.replace(top_k=1),
+        ["raw", "repetition_penalty", "temperature", "top_k", "top_p"],
+    ),
+    "small_top_p": (
+        BASE.replace(top_p=0.2, top_k=0),
+        ["raw", "repetition_penalty", "temperature", "top_p"],
+    ),
+    "min_p": (
+        BASE.replace(min_p=0.1, top_p=1.0, top_k=0, repetition_penalty=1.0),
+        ["raw", "temperature", "min_p"],
+    ),
+    "strong_repetition_penalty": (
+        BASE.replace(repetition_penalty=1.8),
+        ["raw", "repetition_penalty", "temperature", "top_k", "top_p"],
+    ),
+    "typical_and_ngram": (
+        BASE.replace(typical_p=0.9, no_repeat_ngram_size=2),
+        [
+            "raw",
+            "repetition_penalty",
+            "no_repeat_ngram",
+            "temperature",
+            "top_k",
+            "top_p",
+            "typical_p",
+        ],
+    ),
     "greedy": (BASE.replace(do_sample=False), ["raw", "repetition_penalty"]),
 }
 
@@ -34,13 +57,13 @@ def test_lens_records_every_stage_faithfully(engine, case):
     assert recorded.token_ids == plain.token_ids
     assert len(recorder.steps) == recorded.new_tokens
     assert "".join(s.piece for s in recorder.steps) == recorded.text
-    for step, token_id in zip(recorder.steps, recorded.token_ids):
+    for step, token_id in zip(recorder.steps, recorded.token_ids, strict=False):
         assert step.stages == stages
         assert step.sampled_id == token_id
         assert step.sampled_prob is not None and step.sampled_prob > 0, "drawn token survived"
         assert step.mass and all(abs(m - 1) < 1e-3 for m in step.mass), step.mass
         assert step.survivors[0] == step.survivors[1] or step.stages[1] != "repetition_penalty"
-        assert all(a >= b for a, b in zip(step.survivors[1:], step.survivors[2:]))
+        assert all(a >= b for a, b in zip(step.survivors[1:], step.survivors[2:], strict=False))
         final = [c.probs[-1] for c in step.candidates]
         if not params.do_sample:
             assert step.sampled.probs[-1] == max(final), "greedy picks the argmax"

@@ -25,7 +25,11 @@ async def test_f3_opens_the_lens_during_a_reply_and_it_follows(engine):
         await ready(pilot)
         app.query_one("#prompt").insert("Tell me about the sea.")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.query(AssistantMessage) and app.query_one(AssistantMessage).markdown.source, timeout=60)
+        await wait_for(
+            pilot,
+            lambda: app.query(AssistantMessage) and app.query_one(AssistantMessage).markdown.source,
+            timeout=60,
+        )
         await pilot.press("f3")
         lens = app.query_one(LensView)
         await wait_for(pilot, lambda: lens.step is not None, timeout=60)
@@ -99,7 +103,16 @@ def _synthetic_step() -> StepRecord:
         Candidate(236900, "，", [0.10, 0.11, 0.05, 0.06, 0.06]),
         Candidate(1018, "␣The", [0.05, 0.05, 0.02, 0.02, 0.0]),
     ]
-    return StepRecord(3, stages, rows, [262144, 262144, 262144, 50, 3], 4.21, 1.37, sampled_id=107, sampled_prob=0.33)
+    return StepRecord(
+        3,
+        stages,
+        rows,
+        [262144, 262144, 262144, 50, 3],
+        4.21,
+        1.37,
+        sampled_id=107,
+        sampled_prob=0.33,
+    )
 
 
 def test_lens_snapshot_120x40(snap_compare):

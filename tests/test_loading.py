@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -88,7 +87,9 @@ def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch)
 
 
 def test_unknown_path_is_one_clear_line(tmp_path):
-    with pytest.raises(ModelLoadError, match=r"No model at .*nope: the path does not exist") as info:
+    with pytest.raises(
+        ModelLoadError, match=r"No model at .*nope: the path does not exist"
+    ) as info:
         load_model(str(tmp_path / "nope"), quant="none")
     assert info.value.kind == "not_found"
 
@@ -123,7 +124,9 @@ def test_gated_model_error_explains_licence_and_login():
 def test_out_of_memory_suggests_smaller_options():
     import torch
 
-    error = classify_load_error("big/model", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    error = classify_load_error(
+        "big/model", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+    )
     assert error.kind == "memory"
     assert "--quant 4bit" in str(error)
     assert classify_load_error("x/y", MemoryError()).kind == "memory"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from chatapp.params import PARAMS, SEED_VALUES, SPEC, ParamError, ParamsError, SamplingParams, help_text
+from chatapp.params import (
+    PARAMS,
+    SEED_VALUES,
+    SPEC,
+    ParamError,
+    ParamsError,
+    SamplingParams,
+    help_text,
+)
 
 BAD_VALUES = {
     "do_sample": ["maybe", "2", ""],
@@ -24,9 +32,7 @@ def test_every_parameter_has_bad_value_cases():
     assert set(BAD_VALUES) == {p.name for p in PARAMS}
 
 
-@pytest.mark.parametrize(
-    "name,raw", [(n, v) for n, values in BAD_VALUES.items() for v in values]
-)
+@pytest.mark.parametrize("name,raw", [(n, v) for n, values in BAD_VALUES.items() for v in values])
 def test_bad_value_is_rejected_with_its_message(name, raw):
     with pytest.raises(ParamError) as info:
         SPEC[name].parse(raw)
@@ -83,7 +89,9 @@ def test_greedy_with_sampling_values_is_reported_not_silently_dropped():
 
 
 def test_clean_greedy_has_no_ignored_advice():
-    params = SamplingParams(do_sample=False, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+    params = SamplingParams(
+        do_sample=False, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0
+    )
     assert params.advice() == []
 
 
@@ -97,7 +105,11 @@ def test_min_p_zero_means_off():
 
 
 def test_summary_names_the_values_in_effect():
-    assert SamplingParams(**SEED_VALUES).summary().startswith("T 0.75 · top-k 50 · top-p 0.95 · rep 1.1")
+    assert (
+        SamplingParams(**SEED_VALUES)
+        .summary()
+        .startswith("T 0.75 · top-k 50 · top-p 0.95 · rep 1.1")
+    )
     assert SamplingParams(do_sample=False).summary().startswith("greedy")
 
 
@@ -115,7 +127,9 @@ def test_nudge_moves_by_step_and_stays_in_range():
     assert SPEC["do_sample"].nudge(True, +1) is False
 
 
-@pytest.mark.parametrize("lang,needle", [("en", "greedy decoding"), ("zh", "建議不要設定其他取樣參數")])
+@pytest.mark.parametrize(
+    "lang,needle", [("en", "greedy decoding"), ("zh", "建議不要設定其他取樣參數")]
+)
 def test_help_has_the_seed_advice(lang, needle):
     text = help_text(lang)
     assert needle in text

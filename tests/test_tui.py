@@ -69,7 +69,9 @@ async def test_escape_stops_the_reply_and_keeps_partial_text():
         await ready(pilot)
         app.query_one("#prompt").insert("long please")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.generating and app.query_one(AssistantMessage).markdown.source)
+        await wait_for(
+            pilot, lambda: app.generating and app.query_one(AssistantMessage).markdown.source
+        )
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.replies_done == 1)
         reply = app.query_one(AssistantMessage)
@@ -112,7 +114,12 @@ async def test_follow_up_includes_history_and_system_prompt():
         await send(pilot, "first")
         await send(pilot, "second")
         roles = [(m.role, m.content) for m in source.calls[1][0]]
-        assert roles == [("system", "Be brief."), ("user", "first"), ("assistant", "ok"), ("user", "second")]
+        assert roles == [
+            ("system", "Be brief."),
+            ("user", "first"),
+            ("assistant", "ok"),
+            ("user", "second"),
+        ]
 
 
 async def test_f2_hides_the_panel_at_80x24():
@@ -130,7 +137,12 @@ async def test_f2_hides_the_panel_at_80x24():
 
 @pytest.mark.parametrize(
     "name,bad,kept",
-    [("temperature", "hot", 0.75), ("top_k", "2.5", 50), ("seed", "abc", None), ("max_new_tokens", "0", 256)],
+    [
+        ("temperature", "hot", 0.75),
+        ("top_k", "2.5", 50),
+        ("seed", "abc", None),
+        ("max_new_tokens", "0", 256),
+    ],
 )
 async def test_invalid_entry_shows_message_at_field_and_keeps_last_valid(name, bad, kept):
     app, source = fake_app(["x"])

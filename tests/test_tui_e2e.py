@@ -49,7 +49,11 @@ async def test_escape_mid_reply_with_real_model(engine):
         await ready(pilot)
         app.query_one("#prompt").insert("Tell me a long story.")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.query(AssistantMessage) and app.query_one(AssistantMessage).markdown.source, timeout=60)
+        await wait_for(
+            pilot,
+            lambda: app.query(AssistantMessage) and app.query_one(AssistantMessage).markdown.source,
+            timeout=60,
+        )
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
         stats = app.query_one(AssistantMessage).versions[0].stats
@@ -57,7 +61,9 @@ async def test_escape_mid_reply_with_real_model(engine):
         assert app.query_one(AssistantMessage).text
 
 
-@pytest.mark.parametrize("name,bad", [("top_p", "1.5"), ("no_repeat_ngram_size", "x"), ("seed", "-3")])
+@pytest.mark.parametrize(
+    "name,bad", [("top_p", "1.5"), ("no_repeat_ngram_size", "x"), ("seed", "-3")]
+)
 async def test_invalid_field_never_reaches_the_real_engine(engine, name, bad):
     app = real_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from chatapp.engine.chat_format import Message
 from chatapp.engine.local import EngineBusy, ReplyStats
@@ -28,7 +29,9 @@ class FakeLoaded:
 class FakeTokenSource:
     """Streams ``pieces`` (one per 'token') at ``tokens_per_second``."""
 
-    def __init__(self, pieces: Sequence[str] | None = None, tokens_per_second: float = 500.0) -> None:
+    def __init__(
+        self, pieces: Sequence[str] | None = None, tokens_per_second: float = 500.0
+    ) -> None:
         self.pieces = list(pieces) if pieces is not None else [f"word{i} " for i in range(20)]
         self.tokens_per_second = tokens_per_second
         self.loaded = FakeLoaded()

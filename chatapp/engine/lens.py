@@ -65,9 +65,7 @@ def readable_token(tokenizer: Any, token_id: int) -> str:
     text = tokenizer.convert_ids_to_tokens(int(token_id))
     if text is None:
         return f"<{token_id}>"
-    return (
-        text.replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
-    )
+    return text.replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
 
 
 def build_processors(model: Any, generation_config: Any, input_ids: Any) -> Any:
@@ -118,7 +116,7 @@ def analyze_step(
     stacked = torch.stack([(s[0, top_ids] - lse[0]).exp() for s, lse in kept]).T.tolist()
     candidates = [
         Candidate(tid, readable_token(tokenizer, tid), row)
-        for tid, row in zip(top_ids.tolist(), stacked)
+        for tid, row in zip(top_ids.tolist(), stacked, strict=False)
     ]
     record = StepRecord(
         index=index,
@@ -137,7 +135,7 @@ def _entropy_bits(logprobs: Any) -> float:
     import torch
 
     finite = logprobs[torch.isfinite(logprobs)]
-    return float(-(finite.exp() * finite).sum()) / _LOG2
+    return max(0.0, float(-(finite.exp() * finite).sum()) / _LOG2)
 
 
 def add_sampled(
@@ -147,7 +145,9 @@ def add_sampled(
     record.sampled_id = int(token_id)
     if record.sampled is None:
         probs = [float((s[0, token_id] - lse[0, 0]).exp()) for s, lse in kept]
-        record.candidates.append(Candidate(int(token_id), readable_token(tokenizer, token_id), probs))
+        record.candidates.append(
+            Candidate(int(token_id), readable_token(tokenizer, token_id), probs)
+        )
     record.sampled_prob = record.sampled.probs[-1] if record.sampled else None
 
 

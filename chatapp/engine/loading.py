@@ -10,9 +10,10 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatapp import paths
 
@@ -232,8 +233,8 @@ def quantization_config(quant: str, dtype: Any) -> Any:
     if quant == "none":
         return None
     try:
-        from transformers import BitsAndBytesConfig
         import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
     except ImportError as exc:
         raise ModelLoadError(
             f"--quant {quant} needs bitsandbytes: pip install bitsandbytes (or use --quant none)",
@@ -290,7 +291,6 @@ def load_model(
         elif _looks_like_path(name):
             raise ModelLoadError(f"No model at {name}: the path does not exist", kind="not_found")
     try:
-        import torch
         from transformers import AutoModelForCausalLM
 
         progress(f"Loading {name}" + (f" ({quant})" if quant != "none" else ""), 0.95)
@@ -385,8 +385,6 @@ def classify_load_error(name: str, exc: BaseException) -> ModelLoadError:
             kind="offline",
         )
     if "bitsandbytes" in lowered:
-        return ModelLoadError(
-            f"Quantized loading failed ({exc}); try --quant none", kind="quant"
-        )
+        return ModelLoadError(f"Quantized loading failed ({exc}); try --quant none", kind="quant")
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ModelLoadError(f"Could not load {name}: {first_line}", kind="other")

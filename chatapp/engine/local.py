@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from chatapp.engine.chat_format import Message, encode_prompt, stop_token_ids
 from chatapp.engine.decoding import IncrementalDecoder
-from chatapp.engine.lens import LensPipeline, LensRecorder, StepRecord, add_sampled, analyze_step, build_processors
+from chatapp.engine.lens import (
+    LensPipeline,
+    LensRecorder,
+    StepRecord,
+    add_sampled,
+    analyze_step,
+    build_processors,
+)
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
 from chatapp.params import SamplingParams
 
@@ -138,7 +146,7 @@ class LocalEngine:
         quant: str = "auto",
         dtype: str = "auto",
         progress: ProgressFn = _no_progress,
-    ) -> "LocalEngine":
+    ) -> LocalEngine:
         """Load a model (see ``load_model``) and wrap it."""
         return cls(load_model(model, quant=quant, dtype=dtype, progress=progress))
 
@@ -205,7 +213,9 @@ class LocalEngine:
             with torch.inference_mode():
                 logits = self.model(input_ids=ids).logits[:, -1, :]
                 processors = build_processors(self.model, self.generation_config(params), ids)
-                _, record, logprobs = analyze_step(step, ids, logits, processors, self.tokenizer, top_n)
+                _, record, logprobs = analyze_step(
+                    step, ids, logits, processors, self.tokenizer, top_n
+                )
                 add_sampled(record, int(reply_ids[step]), logprobs, self.tokenizer)
         finally:
             self._lock.release()
@@ -253,9 +263,7 @@ class LocalEngine:
             lens.tokenizer = self.tokenizer
             stages = build_processors(self.model, config, input_ids)
             pipeline = LensPipeline(stages, lens)
-            extra["logits_processor"] = LogitsProcessorList(
-                [pipeline, *(logits_processor or [])]
-            )
+            extra["logits_processor"] = LogitsProcessorList([pipeline, *(logits_processor or [])])
             config = self._lens_config(params)
         elif logits_processor is not None:
             extra["logits_processor"] = logits_processor

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -478,7 +479,9 @@ class ChatApp(App[int]):
             if name:
                 self._save_preset(name.strip(), self.params)
 
-        self.push_screen(TextPrompt("Save the current parameters as preset:", placeholder="name"), named)
+        self.push_screen(
+            TextPrompt("Save the current parameters as preset:", placeholder="name"), named
+        )
 
     def _save_preset(self, name: str, params: SamplingParams, overwrite: bool = False) -> None:
         try:

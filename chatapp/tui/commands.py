@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -17,7 +18,11 @@ class ChatCommands(Provider):
     def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
         app: ChatApp = self.app  # type: ignore[assignment]
         for preset in app.store.all():
-            yield (f"Preset: {preset.name}", partial(app.load_preset, preset.name), preset.params.summary())
+            yield (
+                f"Preset: {preset.name}",
+                partial(app.load_preset, preset.name),
+                preset.params.summary(),
+            )
         for preset in app.store.all():
             if not preset.builtin:
                 yield (f"Rename preset: {preset.name}", partial(app.rename_preset, preset.name), "")
@@ -29,7 +34,11 @@ class ChatCommands(Provider):
         yield ("Clear chat", app.action_new_chat, "Start a new chat (Ctrl+N)")
         yield ("Export chat to Markdown", app.export_chat, "Write the chat to a .md file")
         yield ("Toggle help language 中/EN", app.action_toggle_language, "F4")
-        yield ("Toggle probability lens", app.action_toggle_lens, "F3: each step's next-token table")
+        yield (
+            "Toggle probability lens",
+            app.action_toggle_lens,
+            "F3: each step's next-token table",
+        )
         yield ("Toggle heat map", app.action_toggle_heat, "F6: colour tokens by probability")
         yield ("Show previous reply version", partial(app.action_show_version, -1), "Alt+Left")
         yield ("Show next reply version", partial(app.action_show_version, 1), "Alt+Right")

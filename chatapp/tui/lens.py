@@ -42,7 +42,7 @@ def render_step(step: StepRecord, position: str) -> Table:
         style = "bold reverse" if candidate.token_id == step.sampled_id else ""
         table.add_row(Text(candidate.label), *(_pct(p) for p in candidate.probs), style=style)
     survivors = " → ".join(
-        f"{STAGE_TITLES.get(s, s)} {n:,}" for s, n in zip(step.stages, step.survivors)
+        f"{STAGE_TITLES.get(s, s)} {n:,}" for s, n in zip(step.stages, step.survivors, strict=False)
     )
     drawn = _pct(step.sampled_prob or 0.0)
     table.caption = (
@@ -57,7 +57,11 @@ class LensView(Static):
     """Shows one step of the lens; empty until a reply is recorded."""
 
     def __init__(self) -> None:
-        super().__init__("Probability lens: send a message to see each step's next-token table.", id="lens")
+        super().__init__(
+            "Probability lens: recording from now on. Send a message, or Ctrl+R to "
+            "regenerate the last reply, to see each step's next-token table.",
+            id="lens",
+        )
         self.step: StepRecord | None = None
 
     def show(self, step: StepRecord, position: str) -> None:

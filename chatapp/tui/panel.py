@@ -130,7 +130,9 @@ class ParamPanel(Vertical):
         except ParamError as exc:
             self.errors[name] = str(exc)
             field.add_class("-invalid")
-            self._show_error(name, f"{exc} (using {field.spec.format(field.last_valid) or 'empty'})")
+            self._show_error(
+                name, f"{exc} (using {field.spec.format(field.last_valid) or 'empty'})"
+            )
             self._refresh_state()
             return
         field.last_valid = value
@@ -184,8 +186,9 @@ class ParamPanel(Vertical):
         if not self.params.do_sample:
             note.update(
                 "Greedy decoding: dimmed fields are ignored. The seed advises setting no other "
-                "sampling parameter." if self.lang == "en" else
-                "Greedy Decode：灰色欄位不會生效。建議不要設定其他取樣參數，以免結果不穩定。"
+                "sampling parameter."
+                if self.lang == "en"
+                else "Greedy Decode：灰色欄位不會生效。建議不要設定其他取樣參數，以免結果不穩定。"
             )
             note.display = True
         else:
