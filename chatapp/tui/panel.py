@@ -14,6 +14,14 @@ from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 from chatapp.params import PARAMS, SPEC, ParamError, ParamSpec, SamplingParams
 
 
+class ParamFocused(Message):
+    """A parameter field got focus: show its help."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
 class ParamInput(Input):
     """A number field that Up/Down (or +/-) nudge by the parameter's step."""
 
@@ -23,11 +31,6 @@ class ParamInput(Input):
         Binding("plus", "nudge(1)", "Increase", show=False),
         Binding("minus", "nudge(-1)", "Decrease", show=False),
     ]
-
-    class Focused(Message):
-        def __init__(self, name: str) -> None:
-            super().__init__()
-            self.name = name
 
     def __init__(self, spec: ParamSpec, value: Any) -> None:
         super().__init__(value=spec.format(value), id=f"param-{spec.name}", compact=True)
@@ -39,21 +42,18 @@ class ParamInput(Input):
         self.cursor_position = len(self.value)
 
     def on_focus(self) -> None:
-        self.post_message(self.Focused(self.spec.name))
+        self.post_message(ParamFocused(self.spec.name))
 
 
 class ParamSwitch(Switch):
-    class Focused(Message):
-        def __init__(self, name: str) -> None:
-            super().__init__()
-            self.name = name
+    """The do_sample switch."""
 
     def __init__(self, spec: ParamSpec, value: bool) -> None:
         super().__init__(value=value, id=f"param-{spec.name}")
         self.spec = spec
 
     def on_focus(self) -> None:
-        self.post_message(self.Focused(self.spec.name))
+        self.post_message(ParamFocused(self.spec.name))
 
 
 class ParamPanel(Vertical):
@@ -195,9 +195,8 @@ class ParamPanel(Vertical):
             note.display = False
 
     # -- help ---------------------------------------------------------------------------
-    @on(ParamInput.Focused)
-    @on(ParamSwitch.Focused)
-    def _focused(self, event: ParamInput.Focused | ParamSwitch.Focused) -> None:
+    @on(ParamFocused)
+    def _focused(self, event: ParamFocused) -> None:
         self._focused_param = event.name
         self._show_help(event.name)
 
