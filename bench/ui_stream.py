@@ -37,7 +37,7 @@ async def fake_stream(tokens: int, rate: float) -> None:
     app = ChatApp(lambda progress: source)
     flushes: list[tuple[float, int, float]] = []  # (time, tokens shown so far, seconds drawing)
     shown = 0
-    original_flush = app._flush
+    original_flush = app._flush_stream
 
     async def timed_flush() -> None:
         nonlocal shown
@@ -49,7 +49,7 @@ async def fake_stream(tokens: int, rate: float) -> None:
             shown += count
             flushes.append((time.perf_counter(), shown, time.perf_counter() - start))
 
-    app._flush = timed_flush  # type: ignore[method-assign]
+    app._flush_stream = timed_flush  # type: ignore[method-assign]
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         while app.source is None:

@@ -330,3 +330,23 @@ async def test_quit_mid_reply_exits_promptly():
     while source.busy and time.monotonic() < await_deadline:
         time.sleep(0.02)
     assert not source.busy
+
+
+async def test_library_chatter_on_stderr_while_loading_does_not_break_the_app():
+    """tqdm bars and warnings written during the first-run conversion are captured by the
+    app (regression: a method name once clashed with Textual's own print capture)."""
+    import sys
+
+    from chatapp.engine.fake import FakeTokenSource
+
+    def noisy_factory(progress):
+        print("Converting and de-quantizing GGUF tensors...:  10%", file=sys.stderr, flush=True)
+        print("stray stdout line", flush=True)
+        return FakeTokenSource(["ok"])
+
+    app = ChatApp(noisy_factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.load_error is None
+        await send(pilot, "hi")
+        assert app.query_one(AssistantMessage).text == "ok"

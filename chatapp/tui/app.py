@@ -243,7 +243,7 @@ class ChatApp(App[int]):
         self._lens_shown_count = 0
         self._pending.clear()
         self._stream = Markdown.get_stream(reply.markdown)
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush)
+        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
         self.query_one(ChatPane).anchor()
         self._set_status(f"Generating ({params.summary()}) · Esc stops")
         self._generate(reply, messages, params, self._recorder)
@@ -253,7 +253,7 @@ class ChatApp(App[int]):
         with self._pending_lock:
             self._pending.append(piece)
 
-    async def _flush(self) -> None:
+    async def _flush_stream(self) -> None:
         self._follow_lens()
         with self._pending_lock:
             if not self._pending:
@@ -284,7 +284,7 @@ class ChatApp(App[int]):
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
-        await self._flush()
+        await self._flush_stream()
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
