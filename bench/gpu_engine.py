@@ -101,29 +101,43 @@ def main() -> None:
         torch.cuda.synchronize()
         return (out.shape[1] - input_ids.shape[1]) / (time.perf_counter() - t)
 
-    def streamed() -> float:
+    from chatapp.engine.lens import LensRecorder
+
+    def streamed(lens: LensRecorder | None = None) -> float:
         engine.model.generation_config.eos_token_id = None
         original = engine.generation_config
         engine.generation_config = lambda p: gen_config  # type: ignore[method-assign]
         try:
-            stats = engine.stream_reply(messages, params)
+            stats = engine.stream_reply(messages, params, lens=lens)
         finally:
             engine.generation_config = original  # type: ignore[method-assign]
         torch.cuda.synchronize()
         return stats.new_tokens / stats.elapsed
 
-    raw(), streamed()
-    raws, engs = [], []
+    def lensed() -> float:
+        return streamed(LensRecorder())
+
+    def idle_lens() -> float:
+        return streamed(LensRecorder(active=False))
+
+    order = [raw, streamed, lensed, idle_lens]
+    for fn in order:
+        fn()
+    rates: dict = {fn: [] for fn in order}
     for i in range(args.runs):
-        for fn in (raw, streamed) if i % 2 == 0 else (streamed, raw):
-            (raws if fn is raw else engs).append(fn())
+        for fn in order[i % 4 :] + order[: i % 4]:
+            rates[fn].append(fn())
+    raws, engs = rates[raw], rates[streamed]
     r, e = statistics.median(raws), statistics.median(engs)
+    lens_med, idle_med = statistics.median(rates[lensed]), statistics.median(rates[idle_lens])
     print(
         f"{torch.cuda.get_device_name()} · {args.quant} · {args.tokens} new tokens · {args.runs} runs each"
     )
     print(f"raw generate    median {r:.1f} tok/s  {[f'{x:.1f}' for x in raws]}")
     print(f"engine stream   median {e:.1f} tok/s  {[f'{x:.1f}' for x in engs]}")
     print(f"ratio engine/raw {e / r:.3f}")
+    print(f"lens recording  median {lens_med:.1f} tok/s ({100 * (e / lens_med - 1):+.1f}% time)")
+    print(f"lens idle (app) median {idle_med:.1f} tok/s ({100 * (e / idle_med - 1):+.1f}% time)")
 
 
 if __name__ == "__main__":
