@@ -350,3 +350,16 @@ async def test_library_chatter_on_stderr_while_loading_does_not_break_the_app():
         assert app.load_error is None
         await send(pilot, "hi")
         assert app.query_one(AssistantMessage).text == "ok"
+
+
+async def test_command_line_overrides_on_a_preset_are_kept():
+    creative = PresetStore().get("Creative").params
+    app, source = fake_app(["z"], params=creative.replace(temperature=0.5), preset="Creative")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.2)
+        assert app.params.temperature == 0.5
+        assert app.query_one("#preset-select").value == "Creative"
+        await send(pilot, "go")
+        assert source.calls[0][1].temperature == 0.5
+        assert source.calls[0][1].top_p == creative.top_p

@@ -93,6 +93,7 @@ class ChatApp(App[int]):
         self._flush_timer: Any = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark
         self.heat_on = False
+        self._echo_preset: str | None = None
         self._recorder: LensRecorder | None = None
         self._lens_shown_at = 0.0
         self._lens_shown_count = 0
@@ -127,6 +128,9 @@ class ChatApp(App[int]):
         if self.store.load_error:
             self.notify(self.store.load_error, title="Presets", severity="warning", timeout=10)
         if self.initial_preset:
+            # Only shows the name: the values (with any command-line overrides) are in
+            # force already, so the Select's change event must not load the preset again.
+            self._echo_preset = self.initial_preset
             self.query_one(ParamPanel).set_preset_names(self.store.names(), self.initial_preset)
         self.query_one(LensView).display = False
         self.query_one(PromptBox).focus()
@@ -456,6 +460,9 @@ class ChatApp(App[int]):
     # -- presets ------------------------------------------------------------------------------
     @on(ParamPanel.PresetChosen)
     def _preset_chosen(self, event: ParamPanel.PresetChosen) -> None:
+        if self._echo_preset is not None and event.name == self._echo_preset:
+            self._echo_preset = None
+            return
         self.load_preset(event.name)
 
     def load_preset(self, name: str) -> None:
