@@ -114,10 +114,14 @@ def measure_throughput(args: argparse.Namespace) -> None:
         streaming_share.append(stats.streaming_seconds / stats.elapsed)
         return stats.new_tokens, stats.elapsed
 
+    stage_share: dict[str, list[float]] = {"on": [], "idle": []}
+
     def lensed() -> tuple[int, float]:
         from chatapp.engine.lens import LensRecorder
 
-        stats = engine.stream_reply(messages, params, lambda piece: None, lens=LensRecorder())
+        recorder = LensRecorder()
+        stats = engine.stream_reply(messages, params, lambda piece: None, lens=recorder)
+        stage_share["on"].append(recorder.seconds / stats.elapsed)
         return stats.new_tokens, stats.elapsed
 
     def idle_lens() -> tuple[int, float]:
@@ -125,9 +129,9 @@ def measure_throughput(args: argparse.Namespace) -> None:
         # pipeline (so F3 can switch recording on mid-reply) but nothing is recorded.
         from chatapp.engine.lens import LensRecorder
 
-        stats = engine.stream_reply(
-            messages, params, lambda piece: None, lens=LensRecorder(active=False)
-        )
+        recorder = LensRecorder(active=False)
+        stats = engine.stream_reply(messages, params, lambda piece: None, lens=recorder)
+        stage_share["idle"].append(recorder.seconds / stats.elapsed)
         return stats.new_tokens, stats.elapsed
 
     raw(), streamed(), lensed(), idle_lens()  # warm-up
@@ -168,6 +172,13 @@ def measure_throughput(args: argparse.Namespace) -> None:
     print(
         f"lens cost               {100 * (eng_med / lens_med - 1):+.1f}% generation time with the lens or heat map on "
         "(target <= 10%)"
+    )
+    on_share = statistics.median(stage_share["on"])
+    idle_share = statistics.median(stage_share["idle"])
+    print(
+        f"lens stages, timed inside the recorder: {100 * on_share:.2f}% of reply time recording, "
+        f"{100 * idle_share:.2f}% idle (applying the stages, as generate would): recording adds "
+        f"{100 * (on_share - idle_share):.2f}%"
     )
     idle_med = statistics.median(idle_rates)
     print(

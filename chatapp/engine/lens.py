@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ STAGE_NAMES = {
     "TypicalLogitsWarper": "typical_p",
 }
 _LOG2 = math.log(2)
+# Stages that reshape the table but never remove a token from it.
+_NON_FILTERS = {"repetition_penalty", "temperature"}
 
 
 @dataclass
@@ -106,11 +109,24 @@ def analyze_step(
     stages = ["raw"]
     kept = [(scores, torch.logsumexp(scores, dim=-1, keepdim=True))]
     survivors = [int(scores.shape[-1])]
+    # Filters only ever remove tokens, so once one has run, later stages are measured
+    # over its survivors alone: a few dozen entries instead of the whole vocabulary.
+    alive: Any = None
     for processor in processors:
         scores = processor(input_ids, scores)
         stages.append(stage_name(processor))
-        kept.append((scores, torch.logsumexp(scores, dim=-1, keepdim=True)))
-        survivors.append(int(torch.isfinite(scores).sum()))
+        if alive is None and stages[-1] not in _NON_FILTERS:
+            alive = torch.isfinite(scores[0]).nonzero().squeeze(-1)
+        if alive is None:
+            lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+            survivors.append(survivors[-1])
+        else:
+            subset = scores[0, alive]
+            lse = torch.logsumexp(subset, dim=-1).reshape(1, 1)
+            finite = torch.isfinite(subset)
+            survivors.append(int(finite.sum()))
+            alive = alive[finite]
+        kept.append((scores, lse))
     raw, raw_lse = kept[0]
     top_ids = torch.topk(raw[0], top_n).indices
     stacked = torch.stack([(s[0, top_ids] - lse[0]).exp() for s, lse in kept]).T.tolist()
@@ -124,7 +140,9 @@ def analyze_step(
         candidates=candidates,
         survivors=survivors,
         entropy_before=_entropy_bits(raw - raw_lse),
-        entropy_after=_entropy_bits(kept[-1][0] - kept[-1][1]),
+        entropy_after=_entropy_bits(
+            (kept[-1][0] if alive is None else kept[-1][0][:, alive]) - kept[-1][1]
+        ),
     )
     if check_mass:
         record.mass = [float((s - lse).exp().sum()) for s, lse in kept]
@@ -169,6 +187,7 @@ class LensRecorder:
         self._last_recorded = False
         self._lock = threading.Lock()
         self.tokenizer: Any = None
+        self.seconds = 0.0  # time spent in the stages (applying, and analysing when active)
 
     @property
     def complete(self) -> bool:
@@ -177,14 +196,18 @@ class LensRecorder:
 
     def record(self, input_ids: Any, logits: Any, processors: Any) -> Any:
         if not self.active:
+            start = time.perf_counter()
             scores = logits
             for processor in processors:
                 scores = processor(input_ids, scores)
+            self.seconds += time.perf_counter() - start
             return scores
+        start = time.perf_counter()
         scores, record, kept = analyze_step(
             self._step, input_ids, logits, processors, self.tokenizer, self.top_n, self.check_mass
         )
         self._pending = (record, kept)
+        self.seconds += time.perf_counter() - start
         return scores
 
     def on_sampled(self, token_id: int) -> None:
