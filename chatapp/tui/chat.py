@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
@@ -42,6 +44,12 @@ class ReplyVersion:
         return " · ".join(parts)
 
 
+@lru_cache(maxsize=1)
+def _markdown_parser() -> MarkdownIt:
+    """One parser for every reply: Markdown.append would otherwise build one per flush."""
+    return MarkdownIt("gfm-like")
+
+
 class UserMessage(Vertical):
     def __init__(self, text: str) -> None:
         super().__init__(classes="message user-message")
@@ -62,7 +70,7 @@ class AssistantMessage(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("Model", classes="role")
-        yield Markdown("", classes="body")
+        yield Markdown("", classes="body", parser_factory=_markdown_parser)
         yield Static("", classes="heat")
         yield Static("", classes="meta")
 
