@@ -8,7 +8,7 @@ Adding a parameter is one entry here.  Imports neither torch nor Textual.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -509,22 +509,6 @@ class SamplingParams:
         return " · ".join(parts)
 
 
-def parse_all(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParamError]]:
-    """Validate each given value separately: (good values, errors)."""
-    good: dict[str, Any] = {}
-    errors: list[ParamError] = []
-    for name, value in raw.items():
-        spec = SPEC.get(name)
-        if spec is None:
-            errors.append(ParamError(name, f"unknown parameter {name!r}"))
-            continue
-        try:
-            good[name] = spec.parse(value)
-        except ParamError as exc:
-            errors.append(exc)
-    return good, errors
-
-
 SEED_VALUES: dict[str, Any] = {
     "max_new_tokens": 16,
     "do_sample": True,
@@ -548,7 +532,3 @@ def help_text(lang: str = "en") -> str:
         lines.append(f"  {helptext}")
         lines.append(f"  {advice}")
     return "\n".join(lines)
-
-
-def names() -> Iterable[str]:
-    return (p.name for p in PARAMS)

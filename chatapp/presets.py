@@ -122,9 +122,6 @@ class PresetStore:
                 return preset
         return None
 
-    def exists(self, name: str) -> bool:
-        return self.get(name) is not None
-
     # -- writing --------------------------------------------------------------------------
     def _check_name(self, name: str) -> str:
         name = name.strip()
