@@ -19,7 +19,7 @@ from chatapp.engine.lens import (
     build_processors,
 )
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
-from chatapp.params import SamplingParams
+from chatapp.params import PARAMS, SamplingParams
 
 FinishReason = Literal["eos", "length", "stopped"]
 TextCallback = Callable[[str], None]
@@ -223,21 +223,9 @@ class LocalEngine:
         return record
 
     def _lens_config(self, params: SamplingParams) -> Any:
-        """Every stage neutral: the lens pipeline applies the real ones itself."""
-        from transformers import GenerationConfig
-
-        return GenerationConfig(
-            do_sample=params.do_sample,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            typical_p=1.0,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            max_new_tokens=params.max_new_tokens,
-            eos_token_id=self.stop_ids,
-            pad_token_id=self.pad_id,
-        )
+        """Every stage at its spec's neutral value: the lens pipeline applies the real ones."""
+        neutral = {spec.name: spec.neutral for spec in PARAMS if spec.neutral is not None}
+        return self.generation_config(params.replace(**neutral))
 
     def _generate(
         self,

@@ -298,10 +298,11 @@ class ChatApp(App[int]):
         reply.finish_version(text, stats, error)
         self._reply_widget = None
         if self._recorder is not None:
-            reply.versions[reply.shown].lens_steps = list(self._recorder.steps)
-            reply.versions[reply.shown].lens_complete = self._recorder.complete
+            version = reply.versions[reply.shown]
+            version.lens_steps = list(self._recorder.steps)
+            version.lens_complete = self._recorder.complete
             self._recorder = None
-            steps = reply.versions[reply.shown].lens_steps
+            steps = version.lens_steps
             if steps:
                 self.lens_target = (reply, len(steps) - 1)
                 self._show_lens()
@@ -381,7 +382,7 @@ class ChatApp(App[int]):
         if self.lens_target is None:
             return
         reply, index = self.lens_target
-        steps = reply.versions[reply.shown].lens_steps
+        steps = reply.lens_steps
         if steps:
             self.query_one(LensView).show(steps[index], f"{index + 1}/{len(steps)}")
 
@@ -400,8 +401,7 @@ class ChatApp(App[int]):
         for i, reply in enumerate(self.query_one(ChatPane).assistant_messages()):
             reply.show_heat(self.heat_on, i)
         if self.heat_on and not any(
-            r.versions and r.versions[r.shown].lens_steps
-            for r in self.query_one(ChatPane).assistant_messages()
+            r.lens_steps for r in self.query_one(ChatPane).assistant_messages()
         ):
             self.notify("The heat map colours replies generated from now on.")
 
@@ -409,7 +409,7 @@ class ChatApp(App[int]):
         if self.lens_target is None or self.generating:
             return
         reply, index = self.lens_target
-        steps = reply.versions[reply.shown].lens_steps
+        steps = reply.lens_steps
         self.lens_target = (reply, max(0, min(len(steps) - 1, index + delta)))
         self._show_lens()
         self._what_if()
@@ -420,8 +420,7 @@ class ChatApp(App[int]):
         if not 0 <= reply_index < len(replies):
             return
         reply = replies[reply_index]
-        steps = reply.versions[reply.shown].lens_steps if reply.versions else []
-        if not 0 <= step < len(steps):
+        if not 0 <= step < len(reply.lens_steps):
             return
         self.lens_target = (reply, step)
         self.query_one(LensView).display = True
@@ -438,8 +437,8 @@ class ChatApp(App[int]):
         ):
             return
         reply, index = self.lens_target
-        version = reply.versions[reply.shown]
-        if version.stats is None or not version.lens_steps:
+        version = reply.version
+        if version is None or version.stats is None or not version.lens_steps:
             return
         if self.params == version.params:
             self._show_lens()
@@ -555,8 +554,8 @@ class ChatApp(App[int]):
         for widget in self.query_one(ChatPane).children:
             if isinstance(widget, UserMessage):
                 lines += ["## You", "", widget.text, ""]
-            elif isinstance(widget, AssistantMessage) and widget.versions:
-                version = widget.versions[widget.shown]
+            elif isinstance(widget, AssistantMessage) and widget.version is not None:
+                version = widget.version
                 lines += ["## Model", "", version.text, "", f"*{version.meta()}*", ""]
         path = paths.data_dir() / "exports" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md"
         paths.atomic_write_text(path, "\n".join(lines))

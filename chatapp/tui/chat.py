@@ -81,7 +81,7 @@ class AssistantMessage(Vertical):
         """Colour each token by the probability it was drawn with (needs lens data)."""
         from chatapp.tui.lens import heat_markup
 
-        version = self.versions[self.shown] if self.versions else None
+        version = self.version
         steps = version.lens_steps if version and version.lens_complete else []
         heat = self.query_one(".heat", Static)
         active = on and bool(steps)
@@ -95,8 +95,18 @@ class AssistantMessage(Vertical):
         return self.query_one(Markdown)
 
     @property
+    def version(self) -> ReplyVersion | None:
+        """The version shown, or None before the first reply starts."""
+        return self.versions[self.shown] if self.versions else None
+
+    @property
+    def lens_steps(self) -> list[StepRecord]:
+        """The lens steps recorded for the version shown (empty when none were)."""
+        return self.version.lens_steps if self.version else []
+
+    @property
     def text(self) -> str:
-        return self.versions[self.shown].text if self.versions else ""
+        return self.version.text if self.version else ""
 
     def start_version(self, params: SamplingParams) -> None:
         self.versions.append(ReplyVersion("", params))
@@ -106,7 +116,7 @@ class AssistantMessage(Vertical):
         self.add_class("-streaming")
 
     def finish_version(self, text: str, stats: ReplyStats | None, error: str | None = None) -> None:
-        version = self.versions[self.shown]
+        version = self.versions[self.shown]  # started by start_version
         version.text = text
         version.stats = stats
         version.error = error
