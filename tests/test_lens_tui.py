@@ -9,7 +9,7 @@ from chatapp.params import SEED_VALUES, SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.lens import LensView
-from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
+from tests.tui_helpers import fake_app, ready, send, set_field, start_reply, wait_for
 
 PARAMS = SamplingParams(**SEED_VALUES).replace(max_new_tokens=10, seed=2)
 
@@ -23,13 +23,7 @@ async def test_f3_opens_the_lens_during_a_reply_and_it_follows(engine):
     app = real_app(engine, PARAMS.replace(max_new_tokens=60))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        app.query_one("#prompt").insert("Tell me about the sea.")
-        await pilot.press("enter")
-        await wait_for(
-            pilot,
-            lambda: app.query(AssistantMessage) and app.query_one(AssistantMessage).markdown.source,
-            timeout=60,
-        )
+        await start_reply(pilot, "Tell me about the sea.")
         await pilot.press("f3")
         lens = app.query_one(LensView)
         await wait_for(pilot, lambda: lens.step is not None, timeout=60)

@@ -12,7 +12,7 @@ from chatapp.presets import PresetStore
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage, UserMessage
 from chatapp.tui.panel import ParamPanel
-from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
+from tests.tui_helpers import fake_app, ready, send, set_field, start_reply, wait_for
 
 
 async def test_reply_streams_and_records_its_parameters():
@@ -67,11 +67,7 @@ async def test_escape_stops_the_reply_and_keeps_partial_text():
     app, source = fake_app([f"w{i} " for i in range(400)], rate=100)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        app.query_one("#prompt").insert("long please")
-        await pilot.press("enter")
-        await wait_for(
-            pilot, lambda: app.generating and app.query_one(AssistantMessage).markdown.source
-        )
+        await start_reply(pilot, "long please")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.replies_done == 1)
         reply = app.query_one(AssistantMessage)

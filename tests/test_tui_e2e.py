@@ -9,7 +9,7 @@ from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.panel import ParamPanel
-from tests.tui_helpers import ready, send, set_field, wait_for
+from tests.tui_helpers import ready, send, set_field, start_reply, wait_for
 
 pytestmark = pytest.mark.model
 SHORT = SamplingParams(max_new_tokens=8, seed=0)
@@ -47,13 +47,7 @@ async def test_escape_mid_reply_with_real_model(engine):
     app = real_app(engine, params=SamplingParams(max_new_tokens=300, seed=0))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        app.query_one("#prompt").insert("Tell me a long story.")
-        await pilot.press("enter")
-        await wait_for(
-            pilot,
-            lambda: app.query(AssistantMessage) and app.query_one(AssistantMessage).markdown.source,
-            timeout=60,
-        )
+        await start_reply(pilot, "Tell me a long story.")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
         stats = app.query_one(AssistantMessage).versions[0].stats

@@ -25,15 +25,34 @@ async def ready(pilot) -> None:
     await wait_for(pilot, lambda: pilot.app.source is not None)
 
 
+async def submit(pilot, text: str) -> None:
+    """Type ``text`` in the prompt box and press Enter."""
+    box = pilot.app.query_one("#prompt")
+    box.focus()
+    box.insert(text)
+    await pilot.press("enter")
+
+
 async def send(pilot, text: str) -> None:
-    """Type ``text`` in the prompt box and press Enter; waits for the reply to finish."""
+    """Submit ``text`` and wait for the reply to finish."""
     app = pilot.app
     done = app.replies_done
-    app.query_one("#prompt").focus()
-    app.query_one("#prompt").insert(text)
-    await pilot.press("enter")
+    await submit(pilot, text)
     await wait_for(pilot, lambda: app.replies_done > done, timeout=120)
     await pilot.pause(0.05)
+
+
+async def start_reply(pilot, text: str, timeout: float = 60) -> None:
+    """Submit ``text`` and wait until the reply's first text is on screen."""
+    from chatapp.tui.chat import AssistantMessage
+
+    app = pilot.app
+    await submit(pilot, text)
+    await wait_for(
+        pilot,
+        lambda: app.generating and app.query(AssistantMessage).last().markdown.source,
+        timeout=timeout,
+    )
 
 
 async def set_field(pilot, name: str, value: str) -> None:
