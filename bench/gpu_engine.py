@@ -99,19 +99,28 @@ def main() -> None:
                 generation_config=gen_config,
             )
         torch.cuda.synchronize()
+        assert out.shape[1] - input_ids.shape[1] == args.tokens
         return (out.shape[1] - input_ids.shape[1]) / (time.perf_counter() - t)
 
     from chatapp.engine.lens import LensRecorder
 
+    original_config = engine.generation_config
+
+    def without_eos(p: SamplingParams):
+        # The config for *these* values (the lens asks for its neutral one), EOS off.
+        config = original_config(p)
+        config.eos_token_id = None
+        return config
+
     def streamed(lens: LensRecorder | None = None) -> float:
         engine.model.generation_config.eos_token_id = None
-        original = engine.generation_config
-        engine.generation_config = lambda p: gen_config  # type: ignore[method-assign]
+        engine.generation_config = without_eos  # type: ignore[method-assign]
         try:
             stats = engine.stream_reply(messages, params, lens=lens)
         finally:
-            engine.generation_config = original  # type: ignore[method-assign]
+            engine.generation_config = original_config  # type: ignore[method-assign]
         torch.cuda.synchronize()
+        assert stats.new_tokens == args.tokens, (stats.new_tokens, args.tokens)
         return stats.new_tokens / stats.elapsed
 
     def lensed() -> float:

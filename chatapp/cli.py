@@ -94,16 +94,26 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_command_line(
+    argv: Sequence[str] | None,
+) -> tuple[argparse.Namespace, SamplingParams | None]:
+    """The parsed flags and the sampling values they ask for (None with --help-params).
+
+    Raises ``ParamError`` for a bad value or an unknown preset."""
+    args = build_parser().parse_args(argv)
     if args.help_params:
-        print(help_text(args.help_params))
-        return 0
+        return args, None
+    return args, params_from_args(args, _base_params(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        params = params_from_args(args, _base_params(args))
+        args, params = parse_command_line(argv)
     except ParamError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if params is None:
+        print(help_text(args.help_params))
+        return 0
     if args.prompt is None:
         from chatapp.tui.app import run_app
 

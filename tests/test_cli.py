@@ -105,3 +105,42 @@ def test_prompt_from_stdin_and_greedy_advice(engine):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "do_sample is off" in result.stderr and "seed advises" in result.stderr
+
+
+@pytest.mark.model
+def test_ctrl_c_mid_reply_exits_130(engine):
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatapp", "--model", "bundled", "--prompt", "Once upon a time"]
+        + ["--max-new-tokens", "2000", "--temperature", "1.0", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.read(1)  # the reply has started streaming
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert first.strip() or out.strip()
+    assert proc.returncode == 130, err
+    assert "chatapp: stopped" in err
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    "flags,loaded",
+    [
+        (["--dtype", "float32", "--quant", "none"], "(none, float32, cpu)"),
+        (["--quant", "8bit"], "(8bit, "),
+    ],
+    ids=["float32", "8bit"],
+)
+def test_dtype_and_quant_flags_load_the_model_that_way(engine, flags, loaded):
+    result = run_cli(
+        "--model", "bundled", "--prompt", "Hi", "--max-new-tokens", "2", "--stats", *flags
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"model bundled {loaded}" in result.stderr or loaded in result.stderr

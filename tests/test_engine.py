@@ -78,7 +78,39 @@ def test_seed_chinese_prompt_streams_cleanly(engine):
     assert pieces and all("\ufffd" not in p for p in pieces)
     full = engine.tokenizer.decode(stats.token_ids, skip_special_tokens=True)
     assert joined == full.rstrip("\ufffd")
-    assert joined == stats.text
+
+
+def test_a_character_split_over_byte_tokens_streams_whole(engine):
+    """Forces the reply to contain a character spelled by several byte tokens."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    rare = "𠜎"
+    forced = engine.tokenizer(rare, add_special_tokens=False)["input_ids"]
+    alone = [engine.tokenizer.decode([i]) for i in forced]
+    assert len(forced) > 1 and all("\ufffd" in a for a in alone), "expected byte tokens"
+
+    class ForceBytes:
+        step = 0
+
+        def __call__(self, input_ids, scores):
+            i, ForceBytes.step = ForceBytes.step - 2, ForceBytes.step + 1
+            if 0 <= i < len(forced):  # after two free tokens, spell the character
+                scores = torch.full_like(scores, -float("inf"))
+                scores[:, forced[i]] = 0
+            return scores
+
+    pieces = []
+    stats = engine.stream_reply(
+        [Message("user", SEED_PROMPT)],
+        GREEDY.replace(max_new_tokens=len(forced) + 4),
+        pieces.append,
+        logits_processor=LogitsProcessorList([ForceBytes()]),
+    )
+    assert stats.token_ids[2 : 2 + len(forced)] == forced
+    joined = "".join(pieces)
+    assert rare in joined and all("\ufffd" not in p for p in pieces)
+    assert joined == engine.tokenizer.decode(stats.token_ids, skip_special_tokens=True)
 
 
 def test_decoder_never_splits_a_multibyte_character(engine):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from chatapp.engine.lens import Candidate, StepRecord
@@ -12,6 +14,14 @@ from chatapp.tui.lens import LensView
 from tests.tui_helpers import fake_app, ready, send, set_field, start_reply, wait_for
 
 PARAMS = SamplingParams(**SEED_VALUES).replace(max_new_tokens=10, seed=2)
+
+
+def lens_text(lens: LensView) -> str:
+    """The lens panel's lines as the terminal draws them."""
+    from textual.geometry import Region
+
+    lines = lens.render_lines(Region(0, 0, lens.size.width, lens.size.height))
+    return "\n".join(line.text for line in lines)
 
 
 def real_app(engine, params=PARAMS) -> ChatApp:
@@ -26,11 +36,17 @@ async def test_f3_opens_the_lens_during_a_reply_and_it_follows(engine):
         await start_reply(pilot, "Tell me about the sea.")
         await pilot.press("f3")
         lens = app.query_one(LensView)
-        await wait_for(pilot, lambda: lens.step is not None, timeout=60)
-        first = lens.step.index
-        await wait_for(pilot, lambda: lens.step.index > first + 2 or app.replies_done, timeout=60)
+        shown_while_streaming: list[int] = []
+        while engine.busy:  # the reply is still being generated
+            step = lens.step
+            if step is not None and engine.busy:
+                if not shown_while_streaming or step.index != shown_while_streaming[-1]:
+                    shown_while_streaming.append(step.index)
+            await asyncio.sleep(0.02)  # not pilot.pause: it waits for an idle CPU
         await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
         await pilot.pause(0.05)
+        assert len(shown_while_streaming) >= 3, shown_while_streaming
+        assert shown_while_streaming == sorted(shown_while_streaming)
         version = app.query_one(AssistantMessage).versions[0]
         assert version.lens_steps and version.lens_steps[0].index > 0  # opened mid-reply
         assert lens.step is version.lens_steps[-1]
@@ -51,13 +67,30 @@ async def test_step_through_a_finished_reply_and_what_if(engine):
         assert lens.step is steps[-4]
         await pilot.press("f8")
         assert lens.step is steps[-3]
-        rendered = lens.render()
-        assert rendered is not None
+        text = lens_text(lens)
+        shown = steps[-3]
+        assert f"Step {len(steps) - 2}/{len(steps)}" in text
+        for title in ("raw", "rep", "temp", "top-k", "top-p"):
+            assert title in text
+        assert shown.candidates[0].label in text
+        assert f"{shown.candidates[0].probs[0] * 100:.1f}%" in text
+        assert f"drawn token at {shown.sampled_prob * 100:.1f}%" in text
         await set_field(pilot, "top_k", "2")
         await wait_for(pilot, lambda: lens.step.what_if is not None, timeout=30)
-        assert lens.step.index == steps[-3].index
-        assert lens.step.survivors[lens.step.stages.index("top_k")] == 2
-        assert lens.step.sampled_id == steps[-3].sampled_id
+        what_if = lens.step
+        assert what_if.index == shown.index
+        top_k = what_if.stages.index("top_k")
+        assert what_if.survivors[top_k] == 2
+        # Computed afresh: the raw table is the recorded one, and top-k 2 leaves exactly
+        # the two most likely tokens, renormalised.
+        assert [c.token_id for c in what_if.candidates[:3]] == [
+            c.token_id for c in shown.candidates[:3]
+        ]
+        for new, old in zip(what_if.candidates, shown.candidates, strict=False):
+            assert new.probs[0] == pytest.approx(old.probs[0], abs=0.02)
+        kept = [c.probs[top_k] for c in what_if.candidates if c.probs[top_k] > 0]
+        assert len(kept) == 2 and sum(kept) == pytest.approx(1.0, abs=1e-4)
+        assert "what-if" in lens_text(lens) and "top-k 2" in lens_text(lens)
 
 
 @pytest.mark.model
@@ -80,13 +113,19 @@ async def test_heat_map_toggle_and_click_a_token(engine):
         assert not heat.display and reply.markdown.display
 
 
-async def test_lens_off_means_no_recording_with_fake_source():
-    app, source = fake_app(["a ", "b"])
+@pytest.mark.model
+async def test_lens_off_means_no_recording_and_on_records(engine):
+    app = real_app(engine, PARAMS.replace(max_new_tokens=4))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         assert not app.recording
         await send(pilot, "hi")
-        assert app.query_one(AssistantMessage).versions[0].lens_steps == []
+        first = app.query(AssistantMessage).last().versions[0]
+        assert first.stats.new_tokens > 0 and first.lens_steps == []
+        await pilot.press("f3")  # the same engine records once the lens is on
+        await send(pilot, "hi again")
+        second = app.query(AssistantMessage).last().versions[0]
+        assert len(second.lens_steps) == second.stats.new_tokens > 0
 
 
 def _synthetic_step() -> StepRecord:

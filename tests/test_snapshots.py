@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.tui_helpers import fake_app, ready, set_field
+import pytest
+
+from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
 
 
 async def _ready(pilot):
@@ -29,3 +31,101 @@ def test_panel_shows_validation_error(snap_compare):
 
     app, _ = fake_app()
     assert snap_compare(app, terminal_size=(120, 40), run_before=type_bad_value)
+
+
+# -- the product at work, at both sizes ---------------------------------------------------
+SIZES = [(80, 24), (120, 40)]
+REPLY = [
+    "The ",
+    "sea ",
+    "is ",
+    "**deep** ",
+    "and ",
+    "wide.\n\n",
+    "- salt\n",
+    "- waves\n",
+    "- tides\n",
+]
+
+
+def product_app(pause_after=None):
+    """A fake source that can hold a reply mid-stream and reports fixed timings."""
+    from chatapp.engine.fake import FakeTokenSource
+    from chatapp.tui.app import ChatApp
+
+    source = FakeTokenSource(REPLY, 400, pause_after=pause_after, nominal_stats=True)
+    return ChatApp(lambda progress: source), source
+
+
+async def _reply_held_at(pilot, source, text="Describe the sea.", pieces=5):
+    from tests.tui_helpers import submit
+
+    await _ready(pilot)
+    await submit(pilot, text)
+    app = pilot.app
+    await wait_for(pilot, lambda: source.paused.is_set())
+    reply = app.query(".assistant-message").last()
+    await wait_for(pilot, lambda: reply.markdown.source == "".join(REPLY[:pieces]))
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_conversation_mid_stream(snap_compare, size):
+    app, source = product_app(pause_after=5)
+
+    async def run(pilot):
+        await _reply_held_at(pilot, source)
+
+    assert snap_compare(app, terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_stopped_reply(snap_compare, size):
+    app, source = product_app(pause_after=5)
+
+    async def run(pilot):
+        await _reply_held_at(pilot, source)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: pilot.app.replies_done == 1)
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_heat_map(snap_compare, size):
+    app, _ = product_app()
+
+    async def run(pilot):
+        await _ready(pilot)
+        await pilot.press("f6")
+        await send(pilot, "Describe the sea.")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_greedy_dims_the_fields_it_ignores(snap_compare, size):
+    app, _ = product_app()
+
+    async def run(pilot):
+        await _ready(pilot)
+        pilot.app.query_one("#param-do_sample").focus()
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_panel_hidden_after_a_reply(snap_compare, size):
+    app, _ = product_app()
+
+    async def run(pilot):
+        await _ready(pilot)
+        await send(pilot, "Describe the sea.")
+        await pilot.press("f2")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run)

@@ -12,7 +12,17 @@ from chatapp.presets import PresetStore
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage, UserMessage
 from chatapp.tui.panel import ParamPanel
-from tests.tui_helpers import fake_app, ready, send, set_field, start_reply, wait_for
+from tests.tui_helpers import (
+    assert_streamed,
+    fake_app,
+    ready,
+    send,
+    send_watching,
+    set_field,
+    shown_text,
+    start_reply,
+    wait_for,
+)
 
 
 async def test_reply_streams_and_records_its_parameters():
@@ -27,6 +37,18 @@ async def test_reply_streams_and_records_its_parameters():
         assert "T 0.75 · top-k 50 · top-p 0.95 · rep 1.1" in meta and "tok/s" in meta
         assert source.calls[0][0][-1].content == "hi"
         assert app.query_one("#prompt").text == ""
+
+
+async def test_reply_is_drawn_piece_by_piece_while_it_streams():
+    pieces = [f"word{i} " for i in range(24)]
+    app, source = fake_app(pieces, rate=20)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        seen = await send_watching(pilot, "hi", source)
+        final = shown_text(app.query_one(AssistantMessage))
+        assert final == "".join(pieces).strip()
+        assert_streamed(seen, final)
+        assert all(final.startswith(s) for s in seen)
 
 
 async def test_send_waits_for_the_model_to_load():

@@ -9,7 +9,16 @@ from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.panel import ParamPanel
-from tests.tui_helpers import ready, send, set_field, start_reply, wait_for
+from tests.tui_helpers import (
+    assert_streamed,
+    ready,
+    send,
+    send_watching,
+    set_field,
+    shown_text,
+    start_reply,
+    wait_for,
+)
 
 pytestmark = pytest.mark.model
 SHORT = SamplingParams(max_new_tokens=8, seed=0)
@@ -20,14 +29,15 @@ def real_app(engine, **kwargs) -> ChatApp:
 
 
 async def test_send_message_streams_a_real_reply(engine):
-    app = real_app(engine)
+    app = real_app(engine, params=SHORT.replace(max_new_tokens=16))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await send(pilot, "使用繁體中文回答，請問什麼是大型語言模型？")
+        seen = await send_watching(pilot, "使用繁體中文回答，請問什麼是大型語言模型？", engine)
         reply = app.query_one(AssistantMessage)
         assert reply.text.strip() and "\ufffd" not in reply.text
         assert reply.markdown.source == reply.text
-        assert reply.versions[0].stats.new_tokens <= 8
+        assert reply.versions[0].stats.new_tokens <= 16
+        assert_streamed(seen, shown_text(reply))
 
 
 async def test_temperature_change_mid_conversation_shapes_next_reply(engine):
@@ -43,16 +53,73 @@ async def test_temperature_change_mid_conversation_shapes_next_reply(engine):
         assert "T 1.5" in str(replies[1].query_one(".meta").render())
 
 
-async def test_escape_mid_reply_with_real_model(engine):
-    app = real_app(engine, params=SamplingParams(max_new_tokens=300, seed=0))
+class StopCounter:
+    """The real engine, counting the tokens generated after the app asked it to stop."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.tokens = 0
+        self.tokens_at_stop: int | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stop(self) -> None:
+        if self.tokens_at_stop is None:
+            self.tokens_at_stop = self.tokens
+        self.engine.stop()
+
+    def stream_reply(self, messages, params, on_text, **kwargs):
+        def on_token(token_id, _):
+            self.tokens += 1
+
+        return self.engine.stream_reply(messages, params, on_text, on_token=on_token, **kwargs)
+
+
+async def test_escape_mid_reply_with_real_model_ends_within_one_token(engine):
+    counter = StopCounter(engine)
+    app = ChatApp(lambda progress: counter, SamplingParams(max_new_tokens=300, seed=0))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await start_reply(pilot, "Tell me a long story.")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
         stats = app.query_one(AssistantMessage).versions[0].stats
-        assert stats.finish_reason == "stopped" and stats.new_tokens < 300
+        assert stats.finish_reason == "stopped"
+        assert counter.tokens_at_stop is not None and counter.tokens == stats.new_tokens
+        assert stats.new_tokens - counter.tokens_at_stop <= 1
         assert app.query_one(AssistantMessage).text
+        assert app.query_one(AssistantMessage).has_class("-stopped")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(do_sample=False, repetition_penalty=1.0, max_new_tokens=12),
+        SamplingParams(temperature=1.1, max_new_tokens=12, seed=5),
+    ],
+    ids=["greedy", "seeded-sampling"],
+)
+async def test_the_app_says_what_the_engine_says(engine, params):
+    """Same messages, parameters and seed: the app's reply is the engine's, token for token."""
+    from chatapp.engine import Message
+
+    app = ChatApp(lambda progress: engine, params, system="Answer briefly.")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Name three colours.")
+        await send(pilot, "And three animals?")
+        replies = app.query(AssistantMessage)
+        history = [
+            Message("system", "Answer briefly."),
+            Message("user", "Name three colours."),
+            Message("assistant", replies[0].text),
+            Message("user", "And three animals?"),
+        ]
+    direct = engine.stream_reply(history, params)
+    shown = replies[1].versions[0]
+    assert shown.stats.token_ids == direct.token_ids
+    assert shown.text == direct.text
 
 
 @pytest.mark.parametrize(

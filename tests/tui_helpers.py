@@ -59,3 +59,53 @@ async def set_field(pilot, name: str, value: str) -> None:
     field = pilot.app.query_one(f"#param-{name}")
     field.value = value
     await pilot.pause(0.05)
+
+
+def shown_text(reply) -> str:
+    """A reply's text as drawn: the plain text of the Markdown blocks mounted so far."""
+    from textual.widgets._markdown import MarkdownBlock
+
+    blocks = reply.markdown.query(MarkdownBlock)
+    leaves = [b for b in blocks if not b.query(MarkdownBlock)]
+    return "\n".join(b._content.plain for b in leaves)
+
+
+async def send_watching(pilot, text: str, source, timeout: float = 120) -> list[str]:
+    """Submit ``text``; returns each distinct text drawn for the reply while ``source`` was
+    still generating it (read before the engine returned, so the final update is not in it).
+
+    Polls with plain sleeps: Pilot's press and pause wait for the CPU to go idle, which it
+    never does while a real model generates, and so would miss the stream."""
+    import asyncio
+
+    from textual import events
+
+    from chatapp.tui.chat import AssistantMessage
+
+    app = pilot.app
+    done = app.replies_done
+    box = app.query_one("#prompt")
+    box.focus()
+    box.insert(text)
+    await asyncio.sleep(0.05)
+    app.post_message(events.Key("enter", "\r"))  # as the terminal driver delivers it
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while app.replies_done == done:
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the reply")
+        if source.busy and app.query(AssistantMessage):
+            drawn = shown_text(app.query(AssistantMessage).last())
+            if drawn and (not seen or drawn != seen[-1]) and source.busy:
+                seen.append(drawn)
+        await asyncio.sleep(0.01)
+    await pilot.pause(0.05)
+    return seen
+
+
+def assert_streamed(seen: list[str], final: str) -> None:
+    """The reply was drawn in at least two growing parts before it ended."""
+    assert len(seen) >= 2, f"the reply was not drawn while it streamed: {seen!r}"
+    lengths = [len(s) for s in seen]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1], seen
+    assert len(seen[0]) < len(final), "the first drawn text was already the whole reply"

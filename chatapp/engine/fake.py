@@ -1,7 +1,11 @@
 """A fake token source with the engine's interface, for fast UI tests and the UI benchmark.
 
 It produces a fixed list of text pieces at a set rate; everything else (stop, busy,
-stats, finish reasons) behaves as ``LocalEngine`` does.
+stats, finish reasons, lens recording) behaves as ``LocalEngine`` does, with made-up
+next-token tables for the lens.  For tests and snapshots it can
+hold a reply mid-stream (``pause_after``) and report the nominal timings of its rate
+instead of the measured ones (``nominal_stats``), so a screen can be drawn the same way
+every time.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatapp.engine.chat_format import Message
+from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
 from chatapp.engine.local import EngineBusy, ReplyStats
 from chatapp.params import SamplingParams
 
@@ -26,14 +31,45 @@ class FakeLoaded:
     load_seconds: float = 0.0
 
 
+def _made_up_step(index: int, piece: str) -> StepRecord:
+    """A plausible, repeatable next-token table for the fake source's token ``index``."""
+    drawn = 0.95 - 0.85 * ((index * 7) % 10) / 9  # confident and unlikely tokens, mixed
+    rest = 1.0 - drawn
+    candidates = [
+        Candidate(index, piece.replace(" ", "␣"), [drawn * 0.8, drawn]),
+        Candidate(10_000 + index, f"alt{index}a", [rest * 0.6, rest * 0.7]),
+        Candidate(20_000 + index, f"alt{index}b", [rest * 0.4, rest * 0.3]),
+    ]
+    return StepRecord(
+        index=index,
+        stages=["raw", "temperature"],
+        candidates=candidates,
+        survivors=[1000, 1000],
+        entropy_before=2.0,
+        entropy_after=1.5,
+        sampled_id=index,
+        sampled_prob=drawn,
+        piece=piece,
+    )
+
+
 class FakeTokenSource:
     """Streams ``pieces`` (one per 'token') at ``tokens_per_second``."""
 
     def __init__(
-        self, pieces: Sequence[str] | None = None, tokens_per_second: float = 500.0
+        self,
+        pieces: Sequence[str] | None = None,
+        tokens_per_second: float = 500.0,
+        *,
+        pause_after: int | None = None,
+        nominal_stats: bool = False,
     ) -> None:
         self.pieces = list(pieces) if pieces is not None else [f"word{i} " for i in range(20)]
         self.tokens_per_second = tokens_per_second
+        self.pause_after = pause_after
+        self.nominal_stats = nominal_stats
+        self.paused = threading.Event()  # set while a reply waits at ``pause_after``
+        self._resume = threading.Event()
         self.loaded = FakeLoaded()
         self.calls: list[tuple[list[Message], SamplingParams]] = []
         self._stop = threading.Event()
@@ -46,6 +82,16 @@ class FakeTokenSource:
     def stop(self) -> None:
         self._stop.set()
 
+    def resume(self) -> None:
+        """Let a reply held at ``pause_after`` go on."""
+        self._resume.set()
+
+    def _hold(self) -> None:
+        self.paused.set()
+        while not self._resume.wait(0.01) and not self._stop.is_set():
+            pass
+        self.paused.clear()
+
     def stream_reply(
         self,
         messages: Sequence[Message],
@@ -54,7 +100,7 @@ class FakeTokenSource:
         *,
         on_token: Any = None,
         logits_processor: Any = None,
-        lens: Any = None,  # a fake source has no next-token tables to record
+        lens: LensRecorder | None = None,
         wait: bool = False,
     ) -> ReplyStats:
         if not self._lock.acquire(blocking=wait):
@@ -69,6 +115,12 @@ class FakeTokenSource:
             limit = min(len(self.pieces), params.max_new_tokens)
             reason = "length" if limit < len(self.pieces) else "eos"
             for i in range(limit):
+                if i == self.pause_after:
+                    self._hold()
+                    start = time.perf_counter() - i * delay  # the pause is not pacing
+                    if self._stop.is_set():
+                        reason = "stopped"
+                        break
                 target = start + (i + 1) * delay
                 pause = target - time.perf_counter()
                 if pause > 0:
@@ -78,11 +130,15 @@ class FakeTokenSource:
                 produced += 1
                 if on_token is not None:
                     on_token(i, None)
+                if lens is not None:
+                    lens.add_step(_made_up_step(i, self.pieces[i]))
                 on_text(self.pieces[i])
                 if self._stop.is_set():
                     reason = "stopped"
                     break
             elapsed = time.perf_counter() - start
+            if self.nominal_stats:
+                first, start, elapsed = delay, 0.0, produced * delay
             return ReplyStats(
                 prompt_tokens=sum(len(m.content.split()) for m in messages),
                 new_tokens=produced,

@@ -221,6 +221,15 @@ class LensRecorder:
         with self._lock:
             self.steps.append(record)
 
+    def add_step(self, record: StepRecord) -> None:
+        """Count one generated token whose step was computed elsewhere (a fake source, or
+        a server's log-probabilities); it is kept while the recorder is active."""
+        self._step += 1
+        self._last_recorded = self.active
+        if self.active:
+            with self._lock:
+                self.steps.append(record)
+
     def on_piece(self, piece: str) -> None:
         with self._lock:
             if self.steps and self._last_recorded:

@@ -92,6 +92,7 @@ class ChatApp(App[int]):
         self._reply_widget: AssistantMessage | None = None
         self._flush_timer: Any = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark
+        self.stream_repairs = 0  # replies whose streamed text had to be replaced at the end
         self.heat_on = False
         self._echo_preset: str | None = None
         self._recorder: LensRecorder | None = None
@@ -284,7 +285,8 @@ class ChatApp(App[int]):
             error = f"{type(exc).__name__}: {exc}"
         self._from_thread(self._finish_reply, reply, stats, error)
 
-    async def _finish_reply(self, reply: AssistantMessage, stats: Any, error: str | None) -> None:
+    async def _end_stream(self) -> None:
+        """Draw what is still buffered and close the Markdown stream."""
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
@@ -292,8 +294,14 @@ class ChatApp(App[int]):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
+
+    async def _finish_reply(self, reply: AssistantMessage, stats: Any, error: str | None) -> None:
+        await self._end_stream()
         text = stats.text if stats is not None else ""
         if stats is not None and reply.markdown.source != text:
+            # Streaming lost or garbled text: show the engine's whole reply, and count it
+            # (the UI benchmark reports this; it should stay 0).
+            self.stream_repairs += 1
             await reply.markdown.update(text)
         reply.finish_version(text, stats, error)
         self._reply_widget = None
@@ -350,6 +358,11 @@ class ChatApp(App[int]):
     def action_toggle_language(self) -> None:
         lang = self.query_one(ParamPanel).toggle_language()
         save_setting("help_lang", lang)
+
+    def on_unmount(self) -> None:
+        # However the app ends, a reply still generating is asked to stop.
+        if self.source is not None:
+            self.source.stop()
 
     async def action_quit(self) -> None:
         if self.source is not None:
@@ -563,15 +576,17 @@ class ChatApp(App[int]):
         return path
 
 
+def make_app(
+    args: Any, params: SamplingParams, engine_factory: EngineFactory | None = None
+) -> ChatApp:
+    """The app as the command line configures it (shared by ``run_app`` and the tests)."""
+    factory = engine_factory or local_engine_factory(args.model, args.quant, args.dtype)
+    return ChatApp(factory, params, preset=args.preset, theme=args.theme, system=args.system)
+
+
 def run_app(args: Any, params: SamplingParams) -> int:
     """Open the app (``chatapp`` with no --prompt)."""
-    app = ChatApp(
-        local_engine_factory(args.model, args.quant, args.dtype),
-        params,
-        preset=args.preset,
-        theme=args.theme,
-        system=args.system,
-    )
+    app = make_app(args, params)
     app.run()
     if app.source is not None:
         app.source.stop()

@@ -67,6 +67,9 @@ class LensView(Static):
     def show(self, step: StepRecord, position: str) -> None:
         self.step = step
         self.update(render_step(step, position))
+        # Auto height measured the table a line or two short (the caption's entropy and
+        # drawn-token line was cut off): size it from what it holds; CSS caps it.
+        self.styles.height = len(step.candidates) + 6  # border, title, header, 2 captions, 1
 
 
 def heat_markup(steps: list[StepRecord], reply_index: int) -> str:

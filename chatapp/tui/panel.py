@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -28,9 +28,19 @@ class ParamInput(Input):
     BINDINGS = [
         Binding("up", "nudge(1)", "Increase", show=False),
         Binding("down", "nudge(-1)", "Decrease", show=False),
-        Binding("plus", "nudge(1)", "Increase", show=False),
-        Binding("minus", "nudge(-1)", "Decrease", show=False),
     ]
+    NUDGE_KEYS = {"+": 1, "-": -1}  # no parameter takes a sign, so these never type one
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Input types printable keys before bindings are looked at, so + and - are
+        # caught here (as bindings they never fired: '+' replaced the value).
+        direction = self.NUDGE_KEYS.get(event.character or "")
+        if direction is not None:
+            event.stop()
+            event.prevent_default()
+            self.action_nudge(direction)
+            return
+        await super()._on_key(event)
 
     def __init__(self, spec: ParamSpec, value: Any) -> None:
         super().__init__(value=spec.format(value), id=f"param-{spec.name}", compact=True)
