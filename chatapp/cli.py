@@ -41,6 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32")
     )
+    parser.add_argument(
+        "--context",
+        type=_positive_int,
+        metavar="N",
+        help="cap the context window at N tokens (default: the model's own)",
+    )
+    parser.add_argument(
+        "--chat-format",
+        choices=("turns", "dialogue", "raw"),
+        help="how messages become the prompt: the model's chat turns, a plain User:/Assistant: "
+        "dialogue (default for base models such as the bundled one), or raw text",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_const",
+        const="raw",
+        dest="chat_format",
+        help="same as --chat-format raw: the text goes to the tokenizer as it is",
+    )
     parser.add_argument("--preset", metavar="NAME", help="start from a saved or built-in preset")
     parser.add_argument("--theme", metavar="NAME", help="app theme")
     parser.add_argument("--stats", action="store_true", help="print reply statistics to stderr")
@@ -62,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{spec.help_en} [{spec.range_text()}; default {spec.format(spec.default) or 'none'}]",
         )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"must be a whole number of tokens >= 16, got {text!r}")
+    return value
 
 
 def params_from_args(args: argparse.Namespace, base: SamplingParams) -> SamplingParams:
@@ -129,6 +158,7 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     for advice in params.advice():
         print(f"chatapp: note: {advice.message}", file=sys.stderr)
 
+    from chatapp.engine.context import ContextTooLong
     from chatapp.engine.loading import ModelLoadError, silence_libraries
 
     silence_libraries()
@@ -138,7 +168,14 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
         print(f"chatapp: {message}…", file=sys.stderr, flush=True)
 
     try:
-        engine = LocalEngine.load(args.model, quant=args.quant, dtype=args.dtype, progress=progress)
+        engine = LocalEngine.load(
+            args.model,
+            quant=args.quant,
+            dtype=args.dtype,
+            progress=progress,
+            context=args.context,
+            chat_format=args.chat_format,
+        )
     except ModelLoadError as exc:
         return _fail(str(exc), EXIT_LOAD)
     except KeyboardInterrupt:
@@ -147,6 +184,17 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     if args.system:
         messages.append(Message("system", args.system))
     messages.append(Message("user", prompt))
+    try:
+        plan = engine.plan(messages, params)
+    except ContextTooLong as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if plan.clipped:
+        print(
+            f"chatapp: note: max_new_tokens clipped from {params.max_new_tokens} to "
+            f"{plan.max_new_tokens}: the prompt takes {plan.used:,} of the "
+            f"{plan.window:,}-token window",
+            file=sys.stderr,
+        )
 
     def write(piece: str) -> None:
         sys.stdout.write(piece)
@@ -163,7 +211,8 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     if args.stats:
         print(
             f"chatapp: model {engine.loaded.name} ({engine.loaded.quant}, {engine.loaded.dtype}, "
-            f"{engine.loaded.device}) · prompt {stats.prompt_tokens} tokens · {stats.summary()} "
+            f"{engine.loaded.device}) · {engine.chat_format} format · prompt "
+            f"{stats.prompt_tokens} tokens of {stats.window:,} · {stats.summary()} "
             f"· {params.summary()}",
             file=sys.stderr,
         )

@@ -35,3 +35,12 @@ def engine():
 
     silence_libraries()
     return LocalEngine.load("bundled", quant="none", dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
+def engine32(engine):
+    """The same weights in float32, where reused and fresh KV agree to the last bits that
+    matter (bf16 rounds logits to steps of 0.125, so a near-tie can flip)."""
+    from chatapp.engine import LocalEngine
+
+    return LocalEngine.load("bundled", quant="none", dtype="float32")

@@ -112,8 +112,8 @@ def test_ctrl_c_mid_reply_exits_130(engine):
     import signal
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chatapp", "--model", "bundled", "--prompt", "Once upon a time"]
-        + ["--max-new-tokens", "2000", "--temperature", "1.0", "--seed", "3"],
+        [sys.executable, "-m", "chatapp", "--model", "bundled", "--raw"]
+        + ["--prompt", "Once upon a time", "--max-new-tokens", "2000", "--seed", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -81,6 +81,7 @@ def test_lens_shows_the_distribution_generate_samples_from(engine, case):
 
     params, _ = CASES[case]
     recorder = LensRecorder()
+    engine.reset()  # a fresh prefill, as the plain generate call below makes
     recorded = engine.stream_reply(PROMPT, params, lens=recorder)
     input_ids = engine.prompt_ids(PROMPT)
     if params.do_sample and params.seed is not None:

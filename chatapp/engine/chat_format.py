@@ -1,22 +1,53 @@
-"""Turning a list of chat messages into prompt token ids."""
+"""Turning a conversation into prompt token ids: chat turns, a plain dialogue, or raw text.
+
+Three formats:
+- ``turns``: the model's chat template, or Gemma's ``<start_of_turn>`` format for a Gemma
+  checkpoint that comes without one;
+- ``dialogue``: a plain-text conversation (a preamble with example exchanges, then
+  ``User: …`` / ``Assistant: …`` lines) that a base model continues well; generation stops
+  at ``\\nUser:`` or a blank line;
+- ``raw``: the text as it is, like the seed tutorial's ``tokenizer(prompt)`` cell; the
+  conversation is one running text.
+
+An assistant message may carry the token ids the model generated for it: they are spliced
+into the prompt as they are, never re-tokenised, so a conversation's prompt extends the
+previous request's ids exactly and its KV cache can be reused.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
+ChatFormat = Literal["turns", "dialogue", "raw"]
+CHAT_FORMATS: tuple[str, ...] = ("turns", "dialogue", "raw")
 
 START, END = "<start_of_turn>", "<end_of_turn>"
+
+DIALOGUE_PREAMBLE = (
+    "A conversation between a curious user and a helpful, concise assistant.\n"
+    "User: Hello! Who are you?\n"
+    "Assistant: I'm a helpful assistant. I answer questions briefly.\n"
+    "User: 台灣最高的山是哪一座？\n"
+    "Assistant: 玉山，海拔約 3,952 公尺。\n"
+    "User: What is 12 times 3?\n"
+    "Assistant: 36.\n"
+)
+# A new speaker line (the model may write it in lower case) or a blank line ends a reply.
+DIALOGUE_STOPS: tuple[str, ...] = ("\nUser:", "\nuser:", "\nAssistant:", "\n\n")
+_DIALOGUE_MARK = "chatapp dialogue format"
 
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message."""
+    """One chat message; an assistant reply may keep the token ids it was generated as."""
 
     role: Role
     content: str
+    token_ids: tuple[int, ...] | None = None
 
 
 def _token_id(tokenizer: Any, token: str) -> int | None:
@@ -29,6 +60,24 @@ def _token_id(tokenizer: Any, token: str) -> int | None:
 
 def _is_gemma(tokenizer: Any) -> bool:
     return _token_id(tokenizer, START) is not None and _token_id(tokenizer, END) is not None
+
+
+def has_dialogue_template(tokenizer: Any) -> bool:
+    """The tokenizer's chat template is chatapp's dialogue format (the bundled model's)."""
+    return _DIALOGUE_MARK in (getattr(tokenizer, "chat_template", None) or "")
+
+
+def default_format(tokenizer: Any, model_name: str = "") -> ChatFormat:
+    """``turns`` for a model with its own template or an instruction-tuned name, else
+    ``dialogue`` (a base model never learned turn tokens)."""
+    if has_dialogue_template(tokenizer):
+        return "dialogue"
+    if getattr(tokenizer, "chat_template", None):
+        return "turns"
+    name = model_name.lower().rstrip("/")
+    if name.endswith("-it") or any(w in name for w in ("instruct", "-chat", "-it-")):
+        return "turns"
+    return "dialogue"
 
 
 def fold_system(messages: Sequence[Message]) -> list[Message]:
@@ -44,37 +93,147 @@ def fold_system(messages: Sequence[Message]) -> list[Message]:
     return [Message("user", system), *rest]
 
 
-def gemma_prompt(messages: Sequence[Message], bos: str = "<bos>") -> str:
-    """Gemma's turn format, ending with an open model turn."""
-    parts = [bos]
+Segment = str | tuple[int, ...]
+
+
+def _text(segments: Sequence[Segment]) -> str:
+    return "".join(s for s in segments if isinstance(s, str))
+
+
+def _gemma_segments(messages: Sequence[Message], bos: str) -> list[Segment]:
+    segments: list[Segment] = [bos]
     for m in fold_system(messages):
-        role = "model" if m.role == "assistant" else "user"
-        parts.append(f"{START}{role}\n{m.content}{END}\n")
-    parts.append(f"{START}model\n")
-    return "".join(parts)
+        if m.role == "assistant":
+            segments.append(f"{START}model\n")
+            segments.append(m.token_ids if m.token_ids is not None else m.content)
+            segments.append(f"{END}\n")
+        else:
+            segments.append(f"{START}user\n{m.content}{END}\n")
+    segments.append(f"{START}model\n")
+    return segments
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> str:
-    """The prompt text: the tokenizer's chat template, or Gemma's turn format without one."""
-    gemma = _is_gemma(tokenizer)
-    msgs = fold_system(messages) if gemma else list(messages)
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in msgs],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-    if gemma:
-        return gemma_prompt(msgs, bos=tokenizer.bos_token or "")
+def _dialogue_segments(messages: Sequence[Message], preamble: str, bos: str) -> list[Segment]:
+    system = "\n".join(m.content for m in messages if m.role == "system" and m.content)
+    head = bos + (f"{system}\n" if system else "") + preamble
+    segments: list[Segment] = [head]
+    for m in messages:
+        if m.role == "user":
+            segments.append(f"User: {m.content.strip()}\n")
+        elif m.role == "assistant":
+            if m.token_ids is not None:  # the ids begin with the space the model generated
+                segments += ["Assistant:", m.token_ids, "\n"]
+            else:
+                segments.append(f"Assistant: {m.content.strip()}\n")
+    segments.append("Assistant:")
+    return segments
+
+
+def _raw_segments(messages: Sequence[Message]) -> list[Segment]:
+    """One running text: every message as it is, the replies continuing it."""
+    segments: list[Segment] = []
+    for m in messages:
+        if m.role == "assistant" and m.token_ids is not None:
+            segments.append(m.token_ids)
+        else:
+            segments.append(m.content)
+    return segments
+
+
+def _template_segments(tokenizer: Any, messages: Sequence[Message]) -> list[Segment]:
+    """The model's chat template, with each generated reply's ids spliced where it goes."""
+    msgs = fold_system(messages) if _is_gemma(tokenizer) else list(messages)
+    marks: dict[str, tuple[int, ...]] = {}
+    rendered = []
+    for i, m in enumerate(msgs):
+        content = m.content
+        if m.role == "assistant" and m.token_ids is not None:
+            mark = f"\x00chatapp-reply-{i}\x00"
+            marks[mark] = m.token_ids
+            content = mark
+        rendered.append({"role": m.role, "content": content})
+    text = tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
+    segments: list[Segment] = []
+    for mark, ids in marks.items():
+        before, _, text = text.partition(mark)
+        segments += [before, ids]
+    segments.append(text)
+    return segments
+
+
+def prompt_segments(
+    tokenizer: Any,
+    messages: Sequence[Message],
+    chat_format: ChatFormat = "turns",
+    preamble: str = DIALOGUE_PREAMBLE,
+) -> list[Segment]:
+    """The prompt as text pieces and spliced reply ids, in order."""
+    bos = tokenizer.bos_token or ""
+    if chat_format == "raw":
+        return _raw_segments(messages)
+    if chat_format == "dialogue":
+        return _dialogue_segments(messages, preamble, bos)
+    if getattr(tokenizer, "chat_template", None) and not has_dialogue_template(tokenizer):
+        return _template_segments(tokenizer, messages)
+    if _is_gemma(tokenizer):
+        return _gemma_segments(messages, bos)
     # A model with neither: a plain transcript is the best guess.
-    lines = [f"{m.role.capitalize()}: {m.content}" for m in msgs]
-    return (tokenizer.bos_token or "") + "\n".join(lines) + "\nAssistant:"
+    return _dialogue_segments(messages, "", bos)
 
 
-def encode_prompt(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
-    """Prompt token ids (special tokens come from the rendered text itself)."""
-    text = render_prompt(tokenizer, messages)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+def render_prompt(
+    tokenizer: Any,
+    messages: Sequence[Message],
+    chat_format: ChatFormat = "turns",
+    preamble: str = DIALOGUE_PREAMBLE,
+) -> str:
+    """The prompt as text (replies as their text, not their ids)."""
+    plain = [Message(m.role, m.content) for m in messages]
+    return _text(prompt_segments(tokenizer, plain, chat_format, preamble))
+
+
+def encode_prompt(
+    tokenizer: Any,
+    messages: Sequence[Message],
+    chat_format: ChatFormat = "turns",
+    preamble: str = DIALOGUE_PREAMBLE,
+) -> list[int]:
+    """Prompt token ids. Text pieces are tokenised one by one (special tokens come from the
+    text itself; raw text gets the tokenizer's own BOS, as ``tokenizer(prompt)`` does);
+    generated replies keep their ids."""
+    ids: list[int] = []
+    first = True
+    for segment in prompt_segments(tokenizer, messages, chat_format, preamble):
+        if isinstance(segment, tuple):
+            if first and chat_format == "raw" and tokenizer.bos_token_id is not None:
+                ids.append(int(tokenizer.bos_token_id))
+            ids.extend(segment)
+        elif segment:
+            special = first and chat_format == "raw"
+            ids.extend(tokenizer(segment, add_special_tokens=special)["input_ids"])
+        else:
+            continue
+        first = False
+    return ids
+
+
+def dialogue_chat_template(preamble: str = DIALOGUE_PREAMBLE) -> str:
+    """A Jinja chat template that renders exactly what ``render_prompt(..., 'dialogue')``
+    renders, for the converted bundled model's ``tokenizer_config.json``."""
+    return (
+        "{#- " + _DIALOGUE_MARK + ": a plain-text dialogue for a base model; "
+        "stop at '\\nUser:' or a blank line -#}"
+        "{{- bos_token -}}"
+        "{%- set system = messages | selectattr('role', 'equalto', 'system') "
+        "| map(attribute='content') | select | join('\\n') -%}"
+        "{%- if system %}{{ system + '\\n' }}{% endif -%}"
+        "{{- " + json.dumps(preamble, ensure_ascii=False) + " -}}"
+        "{%- for m in messages if m.role != 'system' -%}"
+        "{%- if m.role == 'user' %}{{ 'User: ' + (m.content | trim) + '\\n' }}"
+        "{%- else %}{{ 'Assistant: ' + (m.content | trim) + '\\n' }}{% endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt %}{{ 'Assistant:' }}{% endif -%}"
+    )
 
 
 def stop_token_ids(tokenizer: Any, model_config_eos: Any = None) -> list[int]:

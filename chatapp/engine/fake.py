@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatapp.engine.chat_format import Message
+from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
 from chatapp.engine.local import EngineBusy, ReplyStats
 from chatapp.params import SamplingParams
@@ -72,6 +73,10 @@ class FakeTokenSource:
         self._resume = threading.Event()
         self.loaded = FakeLoaded()
         self.calls: list[tuple[list[Message], SamplingParams]] = []
+        self.chat_format = "turns"
+        self.preamble = ""
+        self.context_window = 4096
+        self.resets = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -81,6 +86,17 @@ class FakeTokenSource:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def reset(self) -> None:
+        """Forget the conversation (the real engine frees its KV cache)."""
+        self.resets += 1
+
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """One made-up token per word."""
+        return [0] * sum(len(m.content.split()) + 2 for m in messages)
+
+    def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan:
+        return plan_context(self.encode, messages, params.max_new_tokens, self.context_window)
 
     def resume(self) -> None:
         """Let a reply held at ``pause_after`` go on."""
@@ -102,11 +118,15 @@ class FakeTokenSource:
         logits_processor: Any = None,
         lens: LensRecorder | None = None,
         wait: bool = False,
+        cancel: threading.Event | None = None,
     ) -> ReplyStats:
         if not self._lock.acquire(blocking=wait):
             raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
         try:
-            self._stop.clear()
+            self._stop = cancel if cancel is not None else threading.Event()
+            plan = self.plan(messages, params)
+            if plan.clipped:
+                params = params.replace(max_new_tokens=plan.max_new_tokens)
             self.calls.append((list(messages), params))
             start = time.perf_counter()
             first = None
@@ -114,6 +134,8 @@ class FakeTokenSource:
             delay = 1.0 / self.tokens_per_second
             limit = min(len(self.pieces), params.max_new_tokens)
             reason = "length" if limit < len(self.pieces) else "eos"
+            if self._stop.is_set():
+                limit, reason = 0, "stopped"
             for i in range(limit):
                 if i == self.pause_after:
                     self._hold()
@@ -140,7 +162,11 @@ class FakeTokenSource:
             if self.nominal_stats:
                 first, start, elapsed = delay, 0.0, produced * delay
             return ReplyStats(
-                prompt_tokens=sum(len(m.content.split()) for m in messages),
+                prompt_tokens=plan.used,
+                left_out=plan.left_out,
+                window=plan.window,
+                max_new_tokens=params.max_new_tokens,
+                clipped=plan.clipped,
                 new_tokens=produced,
                 time_to_first_token=(first or time.perf_counter()) - start,
                 elapsed=elapsed,

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from chatapp import paths
+from chatapp.engine.chat_format import dialogue_chat_template
 
 BUNDLED = "bundled"
 DEFAULT_GPU_MODEL = "google/gemma-2b-it"
 QUANT_CHOICES = ("auto", "8bit", "4bit", "none")
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 _MARKER = "chatapp-complete.json"
-_FORMAT = 1
+_FORMAT = 2  # 2: the dialogue chat template in tokenizer_config.json
 
 ProgressFn = Callable[[str, "float | None"], None]
 
@@ -74,13 +75,29 @@ def resolve_quant(quant: str) -> str:
     return quant
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """The CPU computes bf16 matmuls natively (AVX512-BF16, AMX, or Arm's BF16).
+
+    Without them bf16 is emulated: measured on a 2-core AVX2 machine, a 790-token prompt
+    took 9.9 s in bf16 against 2.0 s in float32, so float32 is the CPU default there."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def resolve_dtype(dtype: str) -> Any:
     import torch
 
     if dtype == "auto":
         if cuda_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if dtype not in DTYPE_CHOICES:
         raise ModelLoadError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
     return getattr(torch, dtype)
@@ -193,6 +210,13 @@ def _convert_bundled(work: Path, progress: ProgressFn) -> None:
     with _quiet():
         model.save_pretrained(str(work))
         tokenizer.save_pretrained(str(work))
+    # The chat format chatapp uses for this base model, in the folder itself, so any
+    # transformers tool (apply_chat_template, transformers serve) formats it the same way.
+    config_file = work / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["chat_template"] = dialogue_chat_template()
+    paths.atomic_write_text(config_file, json.dumps(config, indent=2, ensure_ascii=False))
+    (work / "chat_template.jinja").unlink(missing_ok=True)
     del model
     shutil.rmtree(gguf_dir)
     files = {p.name: p.stat().st_size for p in work.iterdir() if p.is_file()}
@@ -260,13 +284,15 @@ def _load_tokenizer(folder: str) -> Any:
     config_file = Path(folder) / "tokenizer_config.json"
     if tokenizer_file.is_file() and config_file.is_file():
         config = json.loads(config_file.read_text(encoding="utf-8"))
-        if config.get("tokenizer_class", "").startswith("Gemma") and "chat_template" not in config:
+        if config.get("tokenizer_class", "").startswith("Gemma"):
             specials = {
                 k: config[k]
                 for k in ("bos_token", "eos_token", "pad_token", "unk_token", "mask_token")
                 if isinstance(config.get(k), str)
             }
-            return PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file), **specials)
+            tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file), **specials)
+            tokenizer.chat_template = config.get("chat_template")
+            return tokenizer
     return AutoTokenizer.from_pretrained(folder)
 
 

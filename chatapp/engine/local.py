@@ -1,14 +1,30 @@
-"""``LocalEngine``: stream one reply at a time from a local transformers model."""
+"""``LocalEngine``: stream one reply at a time from a local transformers model.
+
+A conversation is cheap to continue: the engine keeps the KV cache of the last request
+with the token ids it covers, and the next request evaluates only the tokens after their
+longest common prefix. Replies are spliced into the next prompt as the ids the model
+generated, so the prefix normally covers the whole cache.
+"""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from chatapp.engine.chat_format import Message, encode_prompt, stop_token_ids
+from chatapp.engine.chat_format import (
+    DIALOGUE_PREAMBLE,
+    DIALOGUE_STOPS,
+    ChatFormat,
+    Message,
+    default_format,
+    encode_prompt,
+    stop_token_ids,
+)
+from chatapp.engine.context import ContextPlan, ContextTooLong, plan_context
 from chatapp.engine.decoding import IncrementalDecoder
 from chatapp.engine.lens import (
     LensPipeline,
@@ -19,11 +35,14 @@ from chatapp.engine.lens import (
     build_processors,
 )
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
+from chatapp.engine.streaming import ReplyStreamer, StopOnEvent, StopOnText
 from chatapp.params import PARAMS, SamplingParams
 
 FinishReason = Literal["eos", "length", "stopped"]
 TextCallback = Callable[[str], None]
 TokenCallback = Callable[[int, Any], None]
+
+__all__ = ["ContextPlan", "ContextTooLong", "EngineBusy", "LocalEngine", "ReplyStats"]
 
 
 class EngineBusy(RuntimeError):
@@ -32,7 +51,7 @@ class EngineBusy(RuntimeError):
 
 @dataclass
 class ReplyStats:
-    """What one reply cost and why it ended."""
+    """What one reply cost, why it ended, and how the prompt fitted the window."""
 
     prompt_tokens: int
     new_tokens: int
@@ -40,8 +59,14 @@ class ReplyStats:
     elapsed: float  # seconds from the request to the end
     finish_reason: FinishReason
     text: str = ""
-    token_ids: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  # everything generated
     streaming_seconds: float = 0.0  # spent decoding text and in the callbacks
+    reply_ids: list[int] | None = None  # the ids of the reply's text (None: re-tokenise)
+    reused_tokens: int = 0  # prompt tokens whose KV came from the previous request
+    left_out: int = 0  # earlier turns left out to fit the window
+    window: int = 0  # the context window in force
+    max_new_tokens: int = 0  # after clipping to the room left
+    clipped: bool = False  # max_new_tokens was lowered to fit the window
 
     @property
     def tokens_per_second(self) -> float:
@@ -55,64 +80,6 @@ class ReplyStats:
         )
 
 
-class _ReplyStreamer:
-    """transformers streamer: decodes each new token and hands text to the callback."""
-
-    def __init__(
-        self,
-        decoder: IncrementalDecoder,
-        on_text: TextCallback,
-        on_token: TokenCallback | None,
-        lens: LensRecorder | None = None,
-    ) -> None:
-        self._decoder = decoder
-        self._on_text = on_text
-        self._on_token = on_token
-        self._lens = lens
-        self._prompt_seen = False
-        self.first_token_at: float | None = None
-        self.pieces: list[str] = []
-        self.busy_seconds = 0.0  # time spent here: decoding and the callbacks
-
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # generate() first hands over the prompt
-            self._prompt_seen = True
-            return
-        start = time.perf_counter()
-        if self.first_token_at is None:
-            self.first_token_at = start
-        for token_id in value.reshape(-1).tolist():
-            if self._lens is not None:
-                self._lens.on_sampled(token_id)
-            if self._on_token is not None:
-                self._on_token(token_id, None)
-            self._emit(self._decoder.push(token_id))
-        self.busy_seconds += time.perf_counter() - start
-
-    def _emit(self, piece: str) -> None:
-        if piece:
-            self.pieces.append(piece)
-            if self._lens is not None:
-                self._lens.on_piece(piece)
-            self._on_text(piece)
-
-    def end(self) -> None:
-        self._emit(self._decoder.flush())
-
-
-class _StopOnEvent:
-    """Stopping criterion that ends generation right after the current token."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self._event = event
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        stop = self._event.is_set()
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-
 class LocalEngine:
     """A loaded model that streams replies; imports no UI code.
 
@@ -120,13 +87,21 @@ class LocalEngine:
     (or waits, with ``wait=True``).
     """
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        context: int | None = None,
+        chat_format: ChatFormat | None = None,
+    ) -> None:
         from transformers import GenerationConfig
 
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
-        self.stop_ids = stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
+        eos = self.model.generation_config.eos_token_id
+        self.stop_ids = stop_token_ids(self.tokenizer, eos)
+        self.raw_stop_ids = stop_token_ids_raw(self.tokenizer, eos)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.stop_ids[0]
         # The spec alone decides sampling: the model's own defaults (e.g. a top_k in its
@@ -136,8 +111,18 @@ class LocalEngine:
             eos_token_id=self.stop_ids,
             pad_token_id=self.pad_id,
         )
+        model_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 8192)
+        self.model_window = model_window
+        self.context_window = min(context, model_window) if context else model_window
+        self.chat_format: ChatFormat = chat_format or default_format(self.tokenizer, loaded.name)
+        self.preamble = DIALOGUE_PREAMBLE
+        self.reuse_cache = True  # off: every request prefills from scratch (benchmarks)
+        self.prefill_chunk = 512 if self.model.device.type == "cuda" else 128
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._cancel = threading.Event()  # the running request's stop flag
+        self._cache: Any = None  # KV cache of the last request …
+        self._cache_ids: list[int] = []  # … and the token ids it covers
+        self._snapshot: tuple[list[int], Any] | None = None  # the cache at a prompt's end
 
     @classmethod
     def load(
@@ -146,27 +131,61 @@ class LocalEngine:
         quant: str = "auto",
         dtype: str = "auto",
         progress: ProgressFn = _no_progress,
+        *,
+        context: int | None = None,
+        chat_format: ChatFormat | None = None,
     ) -> LocalEngine:
         """Load a model (see ``load_model``) and wrap it."""
-        return cls(load_model(model, quant=quant, dtype=dtype, progress=progress))
+        loaded = load_model(model, quant=quant, dtype=dtype, progress=progress)
+        return cls(loaded, context=context, chat_format=chat_format)
 
+    # -- state ----------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         return self._lock.locked()
 
     def stop(self) -> None:
-        """Ask the running reply to end; it stops after at most one more token."""
-        self._stop.set()
+        """Ask the running reply to end (during the prefill too); at most one more token."""
+        self._cancel.set()
 
-    def generation_config(self, params: SamplingParams) -> Any:
-        return params.to_generation_config(eos_token_id=self.stop_ids, pad_token_id=self.pad_id)
+    def reset(self) -> None:
+        """Forget the conversation's KV cache (a new chat, another chat)."""
+        with self._lock:
+            self._cache, self._cache_ids, self._snapshot = None, [], None
+
+    def cache_bytes(self) -> int:
+        """Memory held by the kept KV cache and the prompt snapshot."""
+        total = 0
+        for cache in (self._cache, self._snapshot[1] if self._snapshot else None):
+            for layer in getattr(cache, "layers", []) or []:
+                for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                    if tensor is not None and hasattr(tensor, "numel"):
+                        total += tensor.numel() * tensor.element_size()
+        return total
+
+    # -- prompts --------------------------------------------------------------------------
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """Prompt ids in this engine's chat format."""
+        return encode_prompt(self.tokenizer, messages, self.chat_format, self.preamble)
 
     def prompt_ids(self, messages: Sequence[Message]) -> Any:
         import torch
 
-        ids = encode_prompt(self.tokenizer, messages)
-        return torch.tensor([ids], dtype=torch.long, device=self.model.device)
+        return torch.tensor([self.encode(messages)], dtype=torch.long, device=self.model.device)
 
+    def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan:
+        """How the conversation fits the window (raises ``ContextTooLong``)."""
+        return plan_context(self.encode, messages, params.max_new_tokens, self.context_window)
+
+    def generation_config(self, params: SamplingParams) -> Any:
+        stops = self.raw_stop_ids if self.chat_format == "raw" else self.stop_ids
+        return params.to_generation_config(eos_token_id=stops, pad_token_id=self.pad_id)
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return DIALOGUE_STOPS if self.chat_format == "dialogue" else ()
+
+    # -- generation -------------------------------------------------------------------------
     def stream_reply(
         self,
         messages: Sequence[Message],
@@ -177,14 +196,18 @@ class LocalEngine:
         logits_processor: Any = None,
         lens: LensRecorder | None = None,
         wait: bool = False,
+        cancel: threading.Event | None = None,
     ) -> ReplyStats:
         """Generate one reply, calling ``on_text`` with each decoded piece as it comes.
 
-        With ``lens``, each step's next-token table is recorded stage by stage.
+        ``cancel`` is the request's own stop flag: set before the request starts, it is
+        still honoured (``stop()`` sets the running request's flag). With ``lens``, each
+        step's next-token table is recorded stage by stage.
         """
         if not self._lock.acquire(blocking=wait):
             raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
         try:
+            self._cancel = cancel if cancel is not None else threading.Event()
             return self._generate(messages, params, on_text, on_token, logits_processor, lens)
         finally:
             self._lock.release()
@@ -211,7 +234,7 @@ class LocalEngine:
             prefix = torch.tensor([list(reply_ids[:step])], dtype=torch.long, device=prompt.device)
             ids = torch.cat([prompt, prefix], dim=1)
             with torch.inference_mode():
-                logits = self.model(input_ids=ids).logits[:, -1, :]
+                logits = self.model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
                 processors = build_processors(self.model, self.generation_config(params), ids)
                 _, record, logprobs = analyze_step(
                     step, ids, logits, processors, self.tokenizer, top_n
@@ -227,6 +250,84 @@ class LocalEngine:
         neutral = {spec.name: spec.neutral for spec in PARAMS if spec.neutral is not None}
         return self.generation_config(params.replace(**neutral))
 
+    # -- the KV cache -----------------------------------------------------------------------
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    @staticmethod
+    def _croppable(cache: Any) -> bool:
+        """A sliding-window layer that has filled its window has dropped old tokens."""
+        for layer in getattr(cache, "layers", []):
+            if getattr(layer, "is_sliding", False) and layer.get_seq_length() >= getattr(
+                layer, "sliding_window", float("inf")
+            ):
+                return False
+        return True
+
+    def _cache_for(self, ids: list[int]) -> tuple[Any, int]:
+        """A cache holding the KV of ``ids[:n]`` for the largest ``n`` on hand, and ``n``."""
+        limit = len(ids) - 1  # the last prompt token is always evaluated: it gives the logits
+        best: tuple[Any, int, bool] = (None, 0, False)
+        if self.reuse_cache:
+            candidates = [(self._cache_ids, self._cache, False)]
+            if self._snapshot is not None:
+                candidates.append((self._snapshot[0], self._snapshot[1], True))
+            for cached_ids, cache, is_snapshot in candidates:
+                if cache is None:
+                    continue
+                common = _common_prefix(cached_ids, ids, limit)
+                if common < len(cached_ids) and not self._croppable(cache):
+                    continue  # would need a crop a sliding layer cannot make
+                if common > best[1]:
+                    best = (cache, common, is_snapshot)
+        cache, reused, is_snapshot = best
+        if cache is None or reused == 0:
+            self._cache, self._cache_ids = None, []
+            return self._new_cache(), 0
+        if is_snapshot:
+            cache = copy.deepcopy(cache)  # the snapshot stays for the next regenerate
+        else:
+            self._cache, self._cache_ids = None, []
+        if cache.get_seq_length() > reused:
+            cache.crop(reused - cache.get_seq_length())  # a negative count removes tokens
+        return cache, reused
+
+    def _keep(self, cache: Any, ids: list[int], prompt_len: int) -> None:
+        """Remember ``cache`` (covering ``ids`` so far) and snapshot its prompt part."""
+        if not self.reuse_cache:
+            return
+        length = cache.get_seq_length()
+        self._cache, self._cache_ids = cache, ids[:length]
+        end = prompt_len - 1
+        if self._snapshot is None or self._snapshot[0] != ids[:end]:
+            if length == end:
+                self._snapshot = (ids[:end], copy.deepcopy(cache))
+            elif length > end and self._croppable(cache):
+                snapshot = copy.deepcopy(cache)
+                snapshot.crop(end - length)
+                self._snapshot = (ids[:end], snapshot)
+
+    def _prefill(self, ids: Any, cache: Any, start: int, end: int) -> bool:
+        """Evaluate ``ids[start:end]`` into ``cache`` in chunks; False if stopped midway."""
+        import torch
+
+        position = start
+        while position < end:
+            if self._cancel.is_set():
+                return False
+            stop = min(position + self.prefill_chunk, end)
+            self.model(
+                input_ids=ids[:, position:stop],
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=torch.arange(position, stop, device=ids.device),
+                logits_to_keep=1,
+            )
+            position = stop
+        return not self._cancel.is_set()
+
     def _generate(
         self,
         messages: Sequence[Message],
@@ -239,47 +340,122 @@ class LocalEngine:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        self._stop.clear()
         start = time.perf_counter()
-        input_ids = self.prompt_ids(messages)
-        streamer = _ReplyStreamer(IncrementalDecoder(self.tokenizer), on_text, on_token, lens)
-        if params.do_sample and params.seed is not None:
-            torch.manual_seed(params.seed)
-        config = self.generation_config(params)
-        extra: dict[str, Any] = {}
-        if lens is not None:
-            lens.tokenizer = self.tokenizer
-            stages = build_processors(self.model, config, input_ids)
-            pipeline = LensPipeline(stages, lens)
-            extra["logits_processor"] = LogitsProcessorList([pipeline, *(logits_processor or [])])
-            config = self._lens_config(params)
-        elif logits_processor is not None:
-            extra["logits_processor"] = logits_processor
+        plan = self.plan(messages, params)
+        ids = plan.prompt_ids
+        if plan.clipped:
+            params = params.replace(max_new_tokens=plan.max_new_tokens)
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.model.device)
+        streamer = ReplyStreamer(
+            IncrementalDecoder(self.tokenizer), on_text, on_token, lens, self.stop_strings
+        )
+
+        def stats(new_ids: list[int], reason: FinishReason, reused: int) -> ReplyStats:
+            elapsed = time.perf_counter() - start
+            first = streamer.first_token_at
+            return ReplyStats(
+                prompt_tokens=len(ids),
+                new_tokens=len(new_ids),
+                time_to_first_token=(first - start) if first is not None else elapsed,
+                elapsed=elapsed,
+                finish_reason=reason,
+                text=streamer.text,
+                token_ids=new_ids,
+                streaming_seconds=streamer.busy_seconds,
+                reply_ids=self._reply_ids(new_ids, streamer),
+                reused_tokens=reused,
+                left_out=plan.left_out,
+                window=plan.window,
+                max_new_tokens=params.max_new_tokens,
+                clipped=plan.clipped,
+            )
+
+        cache, reused = self._cache_for(ids)
         with torch.inference_mode(), _quiet():
+            # Long prompts are evaluated here, in chunks, so a stop is noticed between
+            # them; generate() then evaluates the rest (at most one chunk) itself.
+            # (A short first prompt is left to generate() whole, exactly as a plain
+            # generate call evaluates it.)
+            short_start = reused == 0 and len(ids) - 1 <= self.prefill_chunk
+            prefill_to = reused if short_start else len(ids) - 1
+            if not self._prefill(input_ids, cache, reused, prefill_to):
+                self._keep(cache, ids, len(ids))
+                return stats([], "stopped", reused)
+            if prefill_to == len(ids) - 1:
+                self._keep(cache, ids, len(ids))  # snapshot the prompt for a regenerate
+            if params.do_sample and params.seed is not None:
+                torch.manual_seed(params.seed)
+            config = self.generation_config(params)
+            extra: dict[str, Any] = {}
+            if lens is not None:
+                lens.tokenizer = self.tokenizer
+                stages = build_processors(self.model, config, input_ids)
+                pipeline = LensPipeline(stages, lens)
+                processors = [pipeline, *(logits_processor or [])]
+                extra["logits_processor"] = LogitsProcessorList(processors)
+                config = self._lens_config(params)
+            elif logits_processor is not None:
+                extra["logits_processor"] = logits_processor
+            criteria = [StopOnEvent(self._cancel)]
+            if self.stop_strings:
+                criteria.append(StopOnText(streamer))
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
+                past_key_values=cache,
                 generation_config=config,
                 streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([_StopOnEvent(self._stop)]),
+                stopping_criteria=StoppingCriteriaList(criteria),
                 **extra,
             )
-        elapsed = time.perf_counter() - start
-        new_ids = output[0, input_ids.shape[1] :].tolist()
-        if self._stop.is_set():
+        new_ids = output[0, len(ids) :].tolist()
+        self._keep(cache, ids + new_ids, len(ids))
+        if self._cancel.is_set():
             reason: FinishReason = "stopped"
-        elif new_ids and new_ids[-1] in self.stop_ids:
+        elif streamer.stop_string_seen or (new_ids and new_ids[-1] in config_eos(config)):
             reason = "eos"
         else:
             reason = "length"
-        first = streamer.first_token_at
-        return ReplyStats(
-            prompt_tokens=int(input_ids.shape[1]),
-            new_tokens=len(new_ids),
-            time_to_first_token=(first - start) if first is not None else elapsed,
-            elapsed=elapsed,
-            finish_reason=reason,
-            text="".join(streamer.pieces),
-            token_ids=new_ids,
-            streaming_seconds=streamer.busy_seconds,
-        )
+        return stats(new_ids, reason, reused)
+
+    def _reply_ids(self, new_ids: list[int], streamer: ReplyStreamer) -> list[int] | None:
+        """The generated ids that spell the reply's text (no stop token or stop string)."""
+        ids = list(new_ids)
+        while ids and ids[-1] in self.stop_ids:
+            ids.pop()
+        if not streamer.stop_string_seen:
+            return ids
+        # Cut where the text ends; if a token straddles the stop string, re-tokenise.
+        for end in range(len(ids), -1, -1):
+            text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
+            if text == streamer.text:
+                return ids[:end]
+            if len(text) < len(streamer.text):
+                return None
+        return None
+
+
+def config_eos(config: Any) -> set[int]:
+    eos = config.eos_token_id
+    if eos is None:
+        return set()
+    return {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
+
+
+def stop_token_ids_raw(tokenizer: Any, model_config_eos: Any) -> list[int]:
+    """Raw text stops at the model's EOS only, as a plain ``generate`` call does."""
+    ids: list[int] = []
+    for candidate in (model_config_eos, tokenizer.eos_token_id):
+        if isinstance(candidate, int):
+            ids.append(candidate)
+        elif isinstance(candidate, (list, tuple)):
+            ids.extend(int(c) for c in candidate)
+    return sorted(set(ids))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

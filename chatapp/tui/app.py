@@ -16,6 +16,7 @@ from textual.widgets import Footer, Markdown, Static
 
 from chatapp import paths
 from chatapp.engine.chat_format import Message
+from chatapp.engine.context import ContextTooLong
 from chatapp.engine.lens import LensRecorder
 from chatapp.params import SamplingParams
 from chatapp.presets import PresetError, PresetStore
@@ -25,14 +26,20 @@ from chatapp.tui.commands import ChatCommands
 from chatapp.tui.lens import LensView
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.themes import load_themes
-from chatapp.tui.widgets import Confirm, LoadingView, PromptBox, TextPrompt
+from chatapp.tui.widgets import Confirm, LoadingView, PromptBox, TextAreaPrompt, TextPrompt
 
 EngineFactory = Callable[[Callable[[str, "float | None"], None]], Any]
 DEFAULT_THEME = "chatapp-dark"
 FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
 
 
-def local_engine_factory(model: str | None, quant: str, dtype: str) -> EngineFactory:
+def local_engine_factory(
+    model: str | None,
+    quant: str,
+    dtype: str,
+    context: int | None = None,
+    chat_format: str | None = None,
+) -> EngineFactory:
     """Loads the real model (in the loader thread)."""
 
     def factory(progress: Callable[[str, float | None], None]) -> Any:
@@ -40,7 +47,14 @@ def local_engine_factory(model: str | None, quant: str, dtype: str) -> EngineFac
         from chatapp.engine.loading import silence_libraries
 
         silence_libraries()
-        return LocalEngine.load(model, quant=quant, dtype=dtype, progress=progress)
+        return LocalEngine.load(
+            model,
+            quant=quant,
+            dtype=dtype,
+            progress=progress,
+            context=context,
+            chat_format=chat_format,  # type: ignore[arg-type]
+        )
 
     return factory
 
@@ -95,6 +109,7 @@ class ChatApp(App[int]):
         self.stream_repairs = 0  # replies whose streamed text had to be replaced at the end
         self.heat_on = False
         self._echo_preset: str | None = None
+        self._cancel = threading.Event()
         self._recorder: LensRecorder | None = None
         self._lens_shown_at = 0.0
         self._lens_shown_count = 0
@@ -167,6 +182,7 @@ class ChatApp(App[int]):
         loaded = source.loaded
         self._set_status(
             f"Ready · {loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
+            f"{source.chat_format} format · window {source.context_window:,} · "
             f"loaded in {loaded.load_seconds:.1f} s"
         )
 
@@ -216,31 +232,50 @@ class ChatApp(App[int]):
     async def _submit(self, event: PromptBox.Submitted) -> None:
         if not self._can_generate():
             return
-        prompt = self.query_one(PromptBox)
-        prompt.clear()
+        messages = [*self.history(), Message("user", event.text)]
+        if self._refused(messages):
+            return  # the message stays in the box; nothing was sent
+        self.query_one(PromptBox).clear()
         chat = self.query_one(ChatPane)
         await chat.mount(UserMessage(event.text))
         reply = AssistantMessage()
         await chat.mount(reply)
         await self._start_reply(reply)
 
+    def _refused(self, messages: list[Message]) -> bool:
+        """True (and says why) when the newest message cannot fit the context window."""
+        try:
+            self.source.plan(messages, self.params)
+        except ContextTooLong as exc:
+            self.notify(str(exc), title="Too long for the context window", severity="error")
+            self._set_status(str(exc))
+            return True
+        return False
+
     def history(self, upto: AssistantMessage | None = None) -> list[Message]:
-        """The conversation as engine messages, up to (not including) ``upto``."""
+        """The conversation as engine messages, up to (not including) ``upto``; replies
+        carry the token ids they were generated as."""
         messages = [Message("system", self.system_prompt)] if self.system_prompt else []
-        for widget in self.query_one(ChatPane).children:
+        for widget in self.query_one(ChatPane).query(".message"):
             if widget is upto:
                 break
             if isinstance(widget, UserMessage):
                 messages.append(Message("user", widget.text))
             elif isinstance(widget, AssistantMessage) and widget.text:
-                messages.append(Message("assistant", widget.text))
+                stats = widget.version.stats if widget.version else None
+                ids = stats.reply_ids if stats is not None else None
+                token_ids = tuple(ids) if ids is not None else None
+                messages.append(Message("assistant", widget.text, token_ids))
         return messages
 
     async def _start_reply(self, reply: AssistantMessage) -> None:
         params = self.params
         messages = self.history(upto=reply)
+        if self._refused(messages):
+            return
         reply.start_version(params)
         self._reply_widget = reply
+        self._cancel = threading.Event()  # this reply's own stop flag (Esc sets it)
         reply.versions[-1].messages = messages
         # Always in the pipeline, so F3/F6 can switch recording on mid-reply; while
         # inactive it only applies the stages, as generate itself would.
@@ -251,7 +286,7 @@ class ChatApp(App[int]):
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
         self.query_one(ChatPane).anchor()
         self._set_status(f"Generating ({params.summary()}) · Esc stops")
-        self._generate(reply, messages, params, self._recorder)
+        self._generate(reply, messages, params, self._recorder, self._cancel)
 
     def _on_piece(self, piece: str) -> None:
         # Called on the generation thread: only buffer here; the timer draws.
@@ -275,12 +310,14 @@ class ChatApp(App[int]):
         messages: list[Message],
         params: SamplingParams,
         recorder: LensRecorder | None,
+        cancel: threading.Event,
     ) -> None:
         stats = None
         error = None
         try:
-            extra = {"lens": recorder} if recorder is not None else {}
-            stats = self.source.stream_reply(messages, params, self._on_piece, **extra)
+            stats = self.source.stream_reply(
+                messages, params, self._on_piece, lens=recorder, cancel=cancel
+            )
         except Exception as exc:  # noqa: BLE001 - shown in the message
             error = f"{type(exc).__name__}: {exc}"
         self._from_thread(self._finish_reply, reply, stats, error)
@@ -320,11 +357,37 @@ class ChatApp(App[int]):
             self.notify(error, title="Generation failed", severity="error")
             self._set_status("Generation failed: " + error)
         elif stats is not None:
-            self._set_status(f"Done · {stats.summary()}")
+            self._show_context(reply, stats)
+            self._set_status(f"Done · {stats.summary()} · {self._context_meter(stats)}")
+
+    @staticmethod
+    def _context_meter(stats: Any) -> str:
+        used = stats.prompt_tokens + stats.new_tokens
+        return f"context {used:,}/{stats.window:,}"
+
+    def _show_context(self, reply: AssistantMessage, stats: Any) -> None:
+        """Say at the reply what the window forced, and dim the turns left out."""
+        notes = []
+        if stats.left_out:
+            turns = "turn" if stats.left_out == 1 else "turns"
+            notes.append(
+                f"{stats.left_out} earlier {turns} no longer fit the {stats.window:,}-token "
+                "window and were left out of this reply"
+            )
+        if stats.clipped:
+            notes.append(f"max_new_tokens clipped to {stats.max_new_tokens} to fit the window")
+        reply.set_context_note(" · ".join(notes))
+        messages = list(self.query_one(ChatPane).query(".message"))
+        users_seen = 0
+        for widget in messages[: messages.index(reply)]:
+            if isinstance(widget, UserMessage):
+                users_seen += 1
+            widget.set_class(users_seen <= stats.left_out, "-left-out")
 
     # -- actions ----------------------------------------------------------------------------
     def action_stop_reply(self) -> None:
         if self.generating and self.source is not None:
+            self._cancel.set()  # honoured even before the engine has started the request
             self.source.stop()
             self._set_status("Stopping…")
 
@@ -349,6 +412,8 @@ class ChatApp(App[int]):
             await self.workers.wait_for_complete()
         chat = self.query_one(ChatPane)
         await chat.query(".message").remove()
+        if self.source is not None:
+            self.source.reset()  # frees the old conversation's KV cache
         self._set_status("New chat")
 
     def action_toggle_panel(self) -> None:
@@ -548,6 +613,30 @@ class ChatApp(App[int]):
         self.push_screen(Confirm(f"Delete preset {name}?"), answer)
 
     # -- other commands ---------------------------------------------------------------------
+    def set_chat_format(self, chat_format: str) -> None:
+        """turns, dialogue or raw: how the conversation becomes the next prompt."""
+        if self.source is None or self.generating:
+            self.notify("Wait for the model (or the reply) first.", severity="warning")
+            return
+        self.source.chat_format = chat_format
+        self.source.reset()
+        self.notify(f"Chat format: {chat_format} (applies to the next reply)")
+
+    def edit_preamble(self) -> None:
+        """Edit the dialogue format's opening text and example exchanges."""
+        if self.source is None:
+            return
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.source.preamble = text if text.endswith("\n") or not text else text + "\n"
+                self.notify("Dialogue preamble set (applies to the next reply)")
+
+        self.push_screen(
+            TextAreaPrompt("Dialogue preamble (Ctrl+S saves, Esc cancels):", self.source.preamble),
+            done,
+        )
+
     def edit_system_prompt(self) -> None:
         def done(text: str | None) -> None:
             if text is None:
@@ -580,7 +669,9 @@ def make_app(
     args: Any, params: SamplingParams, engine_factory: EngineFactory | None = None
 ) -> ChatApp:
     """The app as the command line configures it (shared by ``run_app`` and the tests)."""
-    factory = engine_factory or local_engine_factory(args.model, args.quant, args.dtype)
+    factory = engine_factory or local_engine_factory(
+        args.model, args.quant, args.dtype, args.context, args.chat_format
+    )
     return ChatApp(factory, params, preset=args.preset, theme=args.theme, system=args.system)
 
 

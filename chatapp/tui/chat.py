@@ -73,9 +73,17 @@ class AssistantMessage(Vertical):
         yield Markdown("", classes="body", parser_factory=_markdown_parser)
         yield Static("", classes="heat")
         yield Static("", classes="meta")
+        yield Static("", classes="context-note")
 
     def on_mount(self) -> None:
         self.query_one(".heat", Static).display = False
+        self.query_one(".context-note", Static).display = False
+
+    def set_context_note(self, text: str) -> None:
+        """What the context window forced for this reply (empty: nothing)."""
+        note = self.query_one(".context-note", Static)
+        note.update(text)
+        note.display = bool(text)
 
     def show_heat(self, on: bool, reply_index: int) -> None:
         """Colour each token by the probability it was drawn with (needs lens data)."""

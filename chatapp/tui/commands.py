@@ -31,6 +31,13 @@ class ChatCommands(Provider):
         for name in sorted(app.available_themes):
             yield (f"Theme: {name}", partial(setattr, app, "theme", name), "")
         yield ("Set system prompt…", app.edit_system_prompt, "Instructions for the model")
+        for fmt, text in (
+            ("turns", "the model's chat turns"),
+            ("dialogue", "plain User:/Assistant: lines (base models)"),
+            ("raw", "one running text, no template (--raw)"),
+        ):
+            yield (f"Chat format: {fmt}", partial(app.set_chat_format, fmt), text)
+        yield ("Edit dialogue preamble…", app.edit_preamble, "The dialogue format's examples")
         yield ("Clear chat", app.action_new_chat, "Start a new chat (Ctrl+N)")
         yield ("Export chat to Markdown", app.export_chat, "Write the chat to a .md file")
         yield ("Toggle help language 中/EN", app.action_toggle_language, "F4")

@@ -97,6 +97,31 @@ class TextPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class TextAreaPrompt(ModalScreen[str | None]):
+    """Edit several lines of text (the dialogue preamble)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save", priority=True),
+    ]
+
+    def __init__(self, title: str, value: str = "") -> None:
+        super().__init__()
+        self._title = title
+        self._value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(self._title)
+            yield TextArea(self._value, id="dialog-text", soft_wrap=True)
+
+    def action_save(self) -> None:
+        self.dismiss(self.query_one("#dialog-text", TextArea).text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class Confirm(ModalScreen[bool]):
     """Yes/no question."""
 
