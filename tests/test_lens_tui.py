@@ -30,10 +30,14 @@ def real_app(engine, params=PARAMS) -> ChatApp:
 
 @pytest.mark.model
 async def test_f3_opens_the_lens_during_a_reply_and_it_follows(engine):
-    app = real_app(engine, PARAMS.replace(max_new_tokens=60))
+    from chatapp.engine import LocalEngine
+
+    story = LocalEngine(engine.loaded, chat_format="raw")  # a base model continues a story
+    app = real_app(story, PARAMS.replace(max_new_tokens=60))
+    engine = story
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await start_reply(pilot, "Tell me about the sea.")
+        await start_reply(pilot, "Once upon a time, in a village by the sea,")
         await pilot.press("f3")
         lens = app.query_one(LensView)
         shown_while_streaming: list[int] = []

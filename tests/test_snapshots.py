@@ -9,6 +9,8 @@ from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
 
 async def _ready(pilot):
     await ready(pilot)
+    # A blinking cursor is drawn or not depending on when the picture is taken.
+    pilot.app.query_one("#prompt").cursor_blink = False
     await pilot.pause(0.1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from chatapp.presets import PresetStore
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage, UserMessage
 from chatapp.tui.panel import ParamPanel
+from chatapp.tui.widgets import PromptBox
 from tests.tui_helpers import (
     assert_streamed,
     fake_app,
@@ -21,6 +23,7 @@ from tests.tui_helpers import (
     set_field,
     shown_text,
     start_reply,
+    submit,
     wait_for,
 )
 
@@ -381,3 +384,66 @@ async def test_command_line_overrides_on_a_preset_are_kept():
         await send(pilot, "go")
         assert source.calls[0][1].temperature == 0.5
         assert source.calls[0][1].top_p == creative.top_p
+
+
+async def test_context_meter_and_left_out_notice():
+    app, source = fake_app(["ok"])
+    source.context_window = 120
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        for i in range(4):
+            await send(pilot, f"message {i} " + "word " * 20)
+        status = str(app.query_one("#status").render())
+        assert "context " in status and "/120" in status
+        last = app.query(AssistantMessage).last()
+        note = str(last.query_one(".context-note").render())
+        assert "earlier turns no longer fit the 120-token window" in note
+        assert last.query_one(".context-note").display
+        left_out = [w for w in app.query(".message") if w.has_class("-left-out")]
+        kept = source.calls[-1][0]
+        assert len(left_out) == 2 * (4 - sum(m.role == "user" for m in kept))
+        assert kept[-1].content.startswith("message 3")
+
+
+async def test_a_message_too_long_for_the_window_is_refused_and_kept_in_the_box():
+    app, source = fake_app(["ok"])
+    source.context_window = 30
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await submit(pilot, "word " * 40)
+        await pilot.pause(0.1)
+        assert source.calls == [] and not app.query(UserMessage)
+        assert app.query_one("#prompt").text.startswith("word word")
+        assert any("30-token context window" in n.message for n in app._notifications)
+
+
+async def test_escape_right_after_enter_is_not_lost():
+    app, source = fake_app([f"w{i} " for i in range(50)], rate=50)
+    original = source.stream_reply
+
+    def late_start(*args, **kwargs):  # the worker thread is slow to get going
+        time.sleep(0.2)
+        return original(*args, **kwargs)
+
+    source.stream_reply = late_start
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        box = app.query_one("#prompt")
+        box.insert("go")
+        await app._submit(PromptBox.Submitted("go"))  # Enter …
+        app.action_stop_reply()  # … and Esc before the worker has started
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        stats = app.query_one(AssistantMessage).versions[0].stats
+        assert stats.finish_reason == "stopped" and stats.new_tokens == 0
+
+
+async def test_new_chat_frees_the_engine_cache_and_chat_format_is_switchable():
+    app, source = fake_app(["a"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        assert source.resets == 1
+        app.set_chat_format("raw")
+        assert source.chat_format == "raw" and source.resets == 2

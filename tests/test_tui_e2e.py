@@ -77,11 +77,13 @@ class StopCounter:
 
 
 async def test_escape_mid_reply_with_real_model_ends_within_one_token(engine):
-    counter = StopCounter(engine)
+    from chatapp.engine import LocalEngine
+
+    counter = StopCounter(LocalEngine(engine.loaded, chat_format="raw"))
     app = ChatApp(lambda progress: counter, SamplingParams(max_new_tokens=300, seed=0))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await start_reply(pilot, "Tell me a long story.")
+        await start_reply(pilot, "Once upon a time, in a village by the sea,")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
         stats = app.query_one(AssistantMessage).versions[0].stats
@@ -167,3 +169,22 @@ async def test_theme_switch_and_f2_at_80x24_with_real_model(engine):
         await send(pilot, "Hi")
         assert app.query_one(AssistantMessage).text
         assert app.theme == "chatapp-light"
+
+
+async def test_a_long_chat_in_a_small_window_says_what_was_left_out(engine):
+    from chatapp.engine import LocalEngine
+
+    small = LocalEngine(engine.loaded, context=320)
+    app = ChatApp(lambda progress: small, SamplingParams(max_new_tokens=8, seed=0))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        for i in range(4):
+            await send(pilot, f"Question {i}: " + "tell me about the sea and the waves. " * 5)
+        replies = app.query(AssistantMessage)
+        stats = [r.versions[0].stats for r in replies]
+        assert stats[1].reused_tokens > 0  # the second turn reused the first one's cache
+        last = replies.last()
+        assert stats[-1].left_out >= 1
+        assert "no longer fit the 320-token window" in str(last.query_one(".context-note").render())
+        assert app.query(".message").first().has_class("-left-out")
+        assert f"/{320:,}" in str(app.query_one("#status").render())

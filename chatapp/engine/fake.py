@@ -127,7 +127,7 @@ class FakeTokenSource:
             plan = self.plan(messages, params)
             if plan.clipped:
                 params = params.replace(max_new_tokens=plan.max_new_tokens)
-            self.calls.append((list(messages), params))
+            self.calls.append((list(plan.messages), params))  # what is really sent
             start = time.perf_counter()
             first = None
             produced = 0
