@@ -98,7 +98,8 @@ def test_regenerate_after_a_long_reply_uses_the_prompt_snapshot(engine):
     first = chat.stream_reply(messages, GREEDY.replace(max_new_tokens=4))
     assert first.prompt_tokens > 600
     again = chat.stream_reply(messages, GREEDY.replace(max_new_tokens=4))
-    assert again.reused_tokens == again.prompt_tokens - 1
+    # All but the last partial chunk, which generate evaluates with the first token.
+    assert again.prompt_tokens - chat.prefill_chunk <= again.reused_tokens < again.prompt_tokens
     assert again.token_ids == first.token_ids
     chat.reset()
     assert chat.cache_bytes() == 0

@@ -294,20 +294,25 @@ class LocalEngine:
             cache.crop(reused - cache.get_seq_length())  # a negative count removes tokens
         return cache, reused
 
-    def _keep(self, cache: Any, ids: list[int], prompt_len: int) -> None:
-        """Remember ``cache`` (covering ``ids`` so far) and snapshot its prompt part."""
-        if not self.reuse_cache:
+    def _keep(self, cache: Any, ids: list[int]) -> None:
+        """Remember ``cache`` as the live cache; it covers the start of ``ids``."""
+        if self.reuse_cache:
+            self._cache, self._cache_ids = cache, ids[: cache.get_seq_length()]
+
+    def _take_snapshot(self, cache: Any, ids: list[int], length: int) -> None:
+        """Keep a copy of ``cache`` cut to ``ids[:length]``, for a regenerate (the live
+        cache grows past the prompt, and a full sliding-window layer cannot be cut back)."""
+        if not self.reuse_cache or length <= 0:
             return
-        length = cache.get_seq_length()
-        self._cache, self._cache_ids = cache, ids[:length]
-        end = prompt_len - 1
-        if self._snapshot is None or self._snapshot[0] != ids[:end]:
-            if length == end:
-                self._snapshot = (ids[:end], copy.deepcopy(cache))
-            elif length > end and self._croppable(cache):
-                snapshot = copy.deepcopy(cache)
-                snapshot.crop(end - length)
-                self._snapshot = (ids[:end], snapshot)
+        if self._snapshot is not None and self._snapshot[0] == ids[:length]:
+            return
+        have = cache.get_seq_length()
+        if have == length:
+            self._snapshot = (ids[:length], copy.deepcopy(cache))
+        elif have > length and self._croppable(cache):
+            snapshot = copy.deepcopy(cache)
+            snapshot.crop(length - have)
+            self._snapshot = (ids[:length], snapshot)
 
     def _prefill(self, ids: Any, cache: Any, start: int, end: int) -> bool:
         """Evaluate ``ids[start:end]`` into ``cache`` in chunks; False if stopped midway."""
@@ -373,16 +378,19 @@ class LocalEngine:
         cache, reused = self._cache_for(ids)
         with torch.inference_mode(), _quiet():
             # Long prompts are evaluated here, in chunks, so a stop is noticed between
-            # them; generate() then evaluates the rest (at most one chunk) itself.
-            # (A short first prompt is left to generate() whole, exactly as a plain
-            # generate call evaluates it.)
-            short_start = reused == 0 and len(ids) - 1 <= self.prefill_chunk
-            prefill_to = reused if short_start else len(ids) - 1
+            # them; generate() evaluates the last 1..chunk new tokens itself, in the one
+            # pass that also gives the first token's logits. (A first prompt of at most a
+            # chunk is thus evaluated whole, exactly as a plain generate call does.)
+            new = len(ids) - reused
+            prefill_to = (
+                reused
+                if new <= self.prefill_chunk
+                else len(ids) - (new % self.prefill_chunk or self.prefill_chunk)
+            )
             if not self._prefill(input_ids, cache, reused, prefill_to):
-                self._keep(cache, ids, len(ids))
+                self._keep(cache, ids)
                 return stats([], "stopped", reused)
-            if prefill_to == len(ids) - 1:
-                self._keep(cache, ids, len(ids))  # snapshot the prompt for a regenerate
+            self._take_snapshot(cache, ids, prefill_to)
             if params.do_sample and params.seed is not None:
                 torch.manual_seed(params.seed)
             config = self.generation_config(params)
@@ -409,7 +417,8 @@ class LocalEngine:
                 **extra,
             )
         new_ids = output[0, len(ids) :].tolist()
-        self._keep(cache, ids + new_ids, len(ids))
+        self._keep(cache, ids + new_ids)
+        self._take_snapshot(cache, ids + new_ids, len(ids) - 1)  # while still croppable
         if self._cancel.is_set():
             reason: FinishReason = "stopped"
         elif streamer.stop_string_seen or (new_ids and new_ids[-1] in config_eos(config)):
