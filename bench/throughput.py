@@ -88,7 +88,12 @@ def measure_start(args: argparse.Namespace) -> None:
 
     print("`chatapp --prompt ... --max-new-tokens 4`, timed from outside, whole process:")
     print(line("  fresh model cache (conversion included):     ", [fresh]))
-    print(line(f"  cold (model, torch, transformers: {evicted / 1e9:.1f} GB evicted), median of 3:", cold))
+    print(
+        line(
+            f"  cold (model, torch, transformers: {evicted / 1e9:.1f} GB evicted), median of 3:",
+            cold,
+        )
+    )
     print(line("  warm, median of 3:                           ", warm) + " (target <= 5 s)")
 
 
