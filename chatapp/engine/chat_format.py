@@ -236,15 +236,18 @@ def dialogue_chat_template(preamble: str = DIALOGUE_PREAMBLE) -> str:
     )
 
 
-def stop_token_ids(tokenizer: Any, model_config_eos: Any = None) -> list[int]:
-    """EOS ids, plus ``<end_of_turn>`` where the vocabulary has it."""
+def stop_token_ids(
+    tokenizer: Any, model_config_eos: Any = None, end_of_turn: bool = True
+) -> list[int]:
+    """EOS ids, plus ``<end_of_turn>`` where the vocabulary has it (raw text stops at EOS
+    alone, as a plain ``generate`` call does)."""
     ids: list[int] = []
     for candidate in (model_config_eos, tokenizer.eos_token_id):
         if isinstance(candidate, int):
             ids.append(candidate)
         elif isinstance(candidate, (list, tuple)):
             ids.extend(int(c) for c in candidate)
-    end = _token_id(tokenizer, END)
+    end = _token_id(tokenizer, END) if end_of_turn else None
     if end is not None:
         ids.append(end)
     return sorted(set(ids))

@@ -101,7 +101,7 @@ class LocalEngine:
         self.tokenizer = loaded.tokenizer
         eos = self.model.generation_config.eos_token_id
         self.stop_ids = stop_token_ids(self.tokenizer, eos)
-        self.raw_stop_ids = stop_token_ids_raw(self.tokenizer, eos)
+        self.raw_stop_ids = stop_token_ids(self.tokenizer, eos, end_of_turn=False)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.stop_ids[0]
         # The spec alone decides sampling: the model's own defaults (e.g. a top_k in its
@@ -449,17 +449,6 @@ def config_eos(config: Any) -> set[int]:
     if eos is None:
         return set()
     return {int(eos)} if isinstance(eos, int) else {int(e) for e in eos}
-
-
-def stop_token_ids_raw(tokenizer: Any, model_config_eos: Any) -> list[int]:
-    """Raw text stops at the model's EOS only, as a plain ``generate`` call does."""
-    ids: list[int] = []
-    for candidate in (model_config_eos, tokenizer.eos_token_id):
-        if isinstance(candidate, int):
-            ids.append(candidate)
-        elif isinstance(candidate, (list, tuple)):
-            ids.extend(int(c) for c in candidate)
-    return sorted(set(ids))
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
