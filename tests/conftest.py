@@ -29,12 +29,13 @@ def private_config(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def engine():
-    """The real bundled Gemma 3 270M on the CPU, bf16, loaded once."""
+    """The real bundled Gemma 3 270M on the CPU, loaded once, in the dtype a user gets
+    here (bf16 where the CPU has native bf16, else float32)."""
     from chatapp.engine import LocalEngine
     from chatapp.engine.loading import silence_libraries
 
     silence_libraries()
-    return LocalEngine.load("bundled", quant="none", dtype="bfloat16")
+    return LocalEngine.load("bundled", quant="none", dtype="auto")
 
 
 @pytest.fixture(scope="session")

@@ -117,7 +117,7 @@ class LocalEngine:
         self.chat_format: ChatFormat = chat_format or default_format(self.tokenizer, loaded.name)
         self.preamble = DIALOGUE_PREAMBLE
         self.reuse_cache = True  # off: every request prefills from scratch (benchmarks)
-        self.prefill_chunk = 512 if self.model.device.type == "cuda" else 128
+        self.prefill_chunk = _first_chunk(self.model)  # then sized from measured speed
         self._lock = threading.Lock()
         self._cancel = threading.Event()  # the running request's stop flag
         self._cache: Any = None  # KV cache of the last request …
@@ -323,6 +323,7 @@ class LocalEngine:
             if self._cancel.is_set():
                 return False
             stop = min(position + self.prefill_chunk, end)
+            began = time.perf_counter()
             self.model(
                 input_ids=ids[:, position:stop],
                 past_key_values=cache,
@@ -330,6 +331,9 @@ class LocalEngine:
                 cache_position=torch.arange(position, stop, device=ids.device),
                 logits_to_keep=1,
             )
+            # Size the next chunks so one takes about PREFILL_SLICE seconds here.
+            rate = (stop - position) / max(time.perf_counter() - began, 1e-6)
+            self.prefill_chunk = int(min(MAX_CHUNK, max(MIN_CHUNK, rate * PREFILL_SLICE)))
             position = stop
         return not self._cancel.is_set()
 
@@ -442,6 +446,24 @@ class LocalEngine:
             if len(text) < len(streamer.text):
                 return None
         return None
+
+
+PREFILL_SLICE = 0.2  # seconds between stop checks during a long prefill
+MIN_CHUNK, MAX_CHUNK = 32, 1024
+
+
+def _first_chunk(model: Any) -> int:
+    """A first prefill chunk before any speed is measured: bf16 matmuls are emulated (and
+    ~5x slower) on a CPU without native bf16."""
+    import torch
+
+    if model.device.type == "cuda":
+        return 512
+    from chatapp.engine.loading import cpu_has_native_bf16
+
+    if model.dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        return MIN_CHUNK
+    return 128
 
 
 def config_eos(config: Any) -> set[int]:
