@@ -240,7 +240,7 @@ class ChatApp(App[int]):
         await chat.mount(UserMessage(event.text))
         reply = AssistantMessage()
         await chat.mount(reply)
-        await self._start_reply(reply)
+        await self._start_reply(reply, checked=True)
 
     def _refused(self, messages: list[Message]) -> bool:
         """True (and says why) when the newest message cannot fit the context window."""
@@ -268,10 +268,10 @@ class ChatApp(App[int]):
                 messages.append(Message("assistant", widget.text, token_ids))
         return messages
 
-    async def _start_reply(self, reply: AssistantMessage) -> None:
+    async def _start_reply(self, reply: AssistantMessage, checked: bool = False) -> None:
         params = self.params
         messages = self.history(upto=reply)
-        if self._refused(messages):
+        if not checked and self._refused(messages):  # a regenerate: check it here
             return
         reply.start_version(params)
         self._reply_widget = reply
