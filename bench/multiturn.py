@@ -58,7 +58,8 @@ def decode_rate(stats) -> float:
     return steps / span if steps > 0 and span > 0 else float("nan")
 
 
-def conversation(args: argparse.Namespace) -> None:
+def conversation(args: argparse.Namespace) -> str:
+    """Runs the conversation and prints a row per turn; returns the closing ratio line."""
     from chatapp.engine import LocalEngine, Message
     from chatapp.params import SamplingParams
 
@@ -131,7 +132,7 @@ def conversation(args: argparse.Namespace) -> None:
         f"KV cache kept between turns: {reuse.cache_bytes() / 1e6:.1f} MB (live cache + "
         "prompt snapshot)"
     )
-    print(
+    return (
         f"turn-{args.turns}/turn-1 first-token ratio with reuse: "
         f"{with_reuse[-1] / with_reuse[0]:.2f}, without reuse: {without[-1] / without[0]:.2f}"
     )
@@ -188,11 +189,12 @@ def main() -> None:
     from chatapp.engine.loading import silence_libraries
 
     silence_libraries()
-    conversation(args)
+    ratio_line = conversation(args)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory of the conversation (resident, whole process): {peak:.0f} MB")
     if not args.skip_dtypes:
         dtypes(args)
+    print(ratio_line)
 
 
 if __name__ == "__main__":
