@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_common import disable_eos  # noqa: E402
+
 PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 
 
@@ -84,8 +86,9 @@ def main() -> None:
     params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
     messages = [Message("user", PROMPT)]
     input_ids = engine.prompt_ids(messages)
+    disable_eos(engine)  # the config for the values asked (the lens's neutral one too)
+    engine.model.generation_config.eos_token_id = None
     gen_config = engine.generation_config(params)
-    gen_config.eos_token_id = None
     engine.stop_ids = []
 
     def raw() -> float:
@@ -104,21 +107,8 @@ def main() -> None:
 
     from chatapp.engine.lens import LensRecorder
 
-    original_config = engine.generation_config
-
-    def without_eos(p: SamplingParams):
-        # The config for *these* values (the lens asks for its neutral one), EOS off.
-        config = original_config(p)
-        config.eos_token_id = None
-        return config
-
     def streamed(lens: LensRecorder | None = None) -> float:
-        engine.model.generation_config.eos_token_id = None
-        engine.generation_config = without_eos  # type: ignore[method-assign]
-        try:
-            stats = engine.stream_reply(messages, params, lens=lens)
-        finally:
-            engine.generation_config = original_config  # type: ignore[method-assign]
+        stats = engine.stream_reply(messages, params, lens=lens)
         torch.cuda.synchronize()
         assert stats.new_tokens == args.tokens, (stats.new_tokens, args.tokens)
         return stats.new_tokens / stats.elapsed

@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_common import disable_eos  # noqa: E402
+
 TOPICS = [
     "the sea",
     "mountains",
@@ -68,16 +70,8 @@ def conversation(args: argparse.Namespace) -> str:
     )
     fresh = LocalEngine(reuse.loaded, chat_format=reuse.chat_format)
     fresh.reuse_cache = False
-    for engine in (reuse, fresh):  # EOS off: every reply is exactly --reply-tokens long
-        with_eos = engine.generation_config
-
-        def without_eos(p, with_eos=with_eos):
-            config = with_eos(p)
-            config.eos_token_id = None
-            return config
-
-        engine.generation_config = without_eos  # type: ignore[method-assign]
-        engine.preamble = reuse.preamble
+    for engine in (reuse, fresh):  # EOS off: replies run to --reply-tokens or a stop string
+        disable_eos(engine)
     params = SamplingParams(do_sample=False, repetition_penalty=1.0).replace(
         max_new_tokens=args.reply_tokens
     )

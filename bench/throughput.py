@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_common import disable_eos  # noqa: E402
+
 PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 
 
@@ -112,14 +114,7 @@ def measure_throughput(args: argparse.Namespace) -> None:
     messages = [Message("user", PROMPT)]
     input_ids = engine.prompt_ids(messages)
     # EOS off on both sides: every run makes exactly max_new_tokens tokens (checked below).
-    with_eos = engine.generation_config
-
-    def without_eos(p):
-        config = with_eos(p)
-        config.eos_token_id = None
-        return config
-
-    engine.generation_config = without_eos  # type: ignore[method-assign]
+    disable_eos(engine)
     config = engine.generation_config(params)
 
     def raw() -> tuple[int, float]:

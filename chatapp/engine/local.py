@@ -112,7 +112,6 @@ class LocalEngine:
             pad_token_id=self.pad_id,
         )
         model_window = int(getattr(self.model.config, "max_position_embeddings", 0) or 8192)
-        self.model_window = model_window
         self.context_window = min(context, model_window) if context else model_window
         self.chat_format: ChatFormat = chat_format or default_format(self.tokenizer, loaded.name)
         self.preamble = DIALOGUE_PREAMBLE
