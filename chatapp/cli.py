@@ -60,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
         dest="chat_format",
         help="same as --chat-format raw: the text goes to the tokenizer as it is",
     )
+    chats = parser.add_mutually_exclusive_group()
+    chats.add_argument(
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="reopen the last chat (also: 'chatapp chats', 'chatapp export ID', "
+        "'chatapp import FILE')",
+    )
+    chats.add_argument("--chat", type=int, metavar="ID", help="open the saved chat ID")
     parser.add_argument("--preset", metavar="NAME", help="start from a saved or built-in preset")
     parser.add_argument("--theme", metavar="NAME", help="app theme")
     parser.add_argument("--stats", action="store_true", help="print reply statistics to stderr")
@@ -136,6 +145,11 @@ def parse_command_line(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("chats", "export", "import"):
+        from chatapp import chats_cli
+
+        return chats_cli.main(argv)
     try:
         args, params = parse_command_line(argv)
     except ParamError as exc:

@@ -5,7 +5,7 @@ directory:
 
 - ``CHATAPP_CONFIG_DIR``: settings, presets and user themes
 - ``CHATAPP_CACHE_DIR``: the converted bundled model
-- ``CHATAPP_DATA_DIR``: exported chats
+- ``CHATAPP_DATA_DIR``: the chat history database and exported chats
 - ``CHATAPP_PRESETS_FILE``: the presets file itself
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -36,7 +37,7 @@ def cache_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """User data folder (exported chats)."""
+    """User data folder (the chat history, exported chats)."""
     return _dir("CHATAPP_DATA_DIR", platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
@@ -44,6 +45,11 @@ def presets_file() -> Path:
     """The TOML file of the user's presets."""
     value = os.environ.get("CHATAPP_PRESETS_FILE")
     return Path(value).expanduser() if value else config_dir() / "presets.toml"
+
+
+def history_file() -> Path:
+    """The SQLite database of every chat."""
+    return data_dir() / "chats.db"
 
 
 def settings_file() -> Path:
@@ -77,3 +83,34 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def file_lock(path: Path) -> Any:
+    """A lock held while a user file is re-read and rewritten (other processes too)."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=10)
+
+
+def read_toml_for_update(path: Path, force_backup: bool = False) -> tuple[Any, Path | None]:
+    """The TOML document at ``path`` for an in-place edit (comments kept), and the backup
+    it was copied to when it could not be parsed (then the document is empty)."""
+    import shutil
+    import time
+
+    import tomlkit
+
+    try:
+        if force_backup:
+            raise ValueError("not in the expected shape")
+        return tomlkit.parse(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return tomlkit.document(), None
+    except (OSError, ValueError) as exc:  # tomlkit's ParseError is a ValueError
+        backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            shutil.copy2(path, backup)
+        except OSError:
+            raise exc from None  # never write over a file that could not be kept
+        return tomlkit.document(), backup

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tomlkit
 
@@ -61,7 +61,8 @@ class PresetStore:
     """Built-in presets plus the user's, saved atomically to ``paths.presets_file()``.
 
     A file that cannot be read is left untouched and reported in ``load_error``; it is
-    not written over until the user saves, and then it is kept as a backup first.
+    not written over until the user saves, and then it is kept as a backup first. An
+    entry with a bad value is reported as skipped and stays in the file.
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -69,14 +70,12 @@ class PresetStore:
         self.load_error: str | None = None
         self.skipped: list[str] = []
         self._user: dict[str, Preset] = {}
-        self._file_is_corrupt = False
         self.reload()
 
     def reload(self) -> None:
         self._user.clear()
         self.load_error = None
         self.skipped = []
-        self._file_is_corrupt = False
         if not self.path.exists():
             return
         try:
@@ -85,7 +84,6 @@ class PresetStore:
             if not isinstance(table, dict):
                 raise ValueError("'presets' is not a table")
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            self._file_is_corrupt = True
             self.load_error = (
                 f"Presets file {self.path} could not be read ({exc}); it was left untouched"
             )
@@ -134,17 +132,21 @@ class PresetStore:
     def save(self, name: str, params: SamplingParams, overwrite: bool = False) -> Preset:
         """Save a user preset; an existing one is replaced only with ``overwrite``."""
         name = self._check_name(name)
+        self.reload()  # another app instance may have saved presets since
         existing = self.get(name)
         if existing is not None and not overwrite:
             raise PresetError(f"A preset named {existing.name!r} exists; overwrite it?")
-        if existing is not None:
-            self._user.pop(existing.name, None)
-        preset = Preset(name, params)
-        self._user[name] = preset
-        self._write()
-        return preset
+
+        def change(table: Any) -> None:
+            if existing is not None and existing.name != name:
+                table.pop(existing.name, None)
+            table[name] = _values(params)
+
+        self._edit(change)
+        return Preset(name, params)
 
     def rename(self, old: str, new: str) -> Preset:
+        self.reload()
         preset = self.get(old)
         if preset is None:
             raise PresetError(f"No preset named {old!r}")
@@ -152,31 +154,44 @@ class PresetStore:
         new = self._check_name(new)
         if self.get(new) is not None and new.casefold() != preset.name.casefold():
             raise PresetError(f"A preset named {new!r} exists already")
-        self._user.pop(preset.name)
-        renamed = Preset(new, preset.params)
-        self._user[new] = renamed
-        self._write()
-        return renamed
+
+        def change(table: Any) -> None:
+            table.pop(preset.name, None)
+            table[new] = _values(preset.params)
+
+        self._edit(change)
+        return Preset(new, preset.params)
 
     def delete(self, name: str) -> None:
+        self.reload()
         preset = self.get(name)
         if preset is None:
             raise PresetError(f"No preset named {name!r}")
         self._check_name(preset.name)
-        self._user.pop(preset.name)
-        self._write()
+        self._edit(lambda table: table.pop(preset.name, None))
 
-    def _write(self) -> None:
-        if self._file_is_corrupt and self.path.exists():
-            backup = self.path.with_name(f"{self.path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.copy2(self.path, backup)
-            self._file_is_corrupt = False
-            self.load_error = None
-        doc = tomlkit.document()
-        doc.add(tomlkit.comment("chatapp presets: one table per preset under [presets]"))
-        table = tomlkit.table(is_super_table=True)
-        for preset in self._user.values():
-            values = {k: v for k, v in preset.params.to_dict().items() if v is not None}
-            table[preset.name] = values
-        doc["presets"] = table
-        paths.atomic_write_text(self.path, tomlkit.dumps(doc))
+    def _edit(self, change: Callable[[Any], object]) -> None:
+        """Re-read the file under a lock and change only the entries named: every other
+        entry (skipped ones too) and the user's comments are kept, and presets another
+        app instance saved meanwhile are not lost."""
+        with paths.file_lock(self.path):
+            doc, backup = paths.read_toml_for_update(self.path)
+            table = doc.get("presets")
+            if table is None or not isinstance(table, dict):
+                if table is not None:  # a 'presets' that is not a table: keep the file
+                    doc, backup = paths.read_toml_for_update(self.path, force_backup=True)
+                if not doc.body:
+                    doc.add(
+                        tomlkit.comment("chatapp presets: one table per preset under [presets]")
+                    )
+                table = tomlkit.table(is_super_table=True)
+                doc["presets"] = table
+            change(table)
+            paths.atomic_write_text(self.path, tomlkit.dumps(doc))
+        self.reload()
+        if backup is not None:
+            self.load_error = f"The unreadable presets file was kept as {backup}"
+
+
+def _values(params: SamplingParams) -> dict[str, Any]:
+    return {k: v for k, v in params.to_dict().items() if v is not None}

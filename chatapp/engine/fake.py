@@ -19,7 +19,8 @@ from typing import Any
 from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
-from chatapp.engine.local import EngineBusy, ReplyStats
+from chatapp.engine.local import EngineBusy
+from chatapp.engine.protocol import ReplyStats
 from chatapp.params import SamplingParams
 
 
@@ -77,6 +78,7 @@ class FakeTokenSource:
         self.preamble = ""
         self.context_window = 4096
         self.resets = 0
+        self.replays = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -97,6 +99,18 @@ class FakeTokenSource:
 
     def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan:
         return plan_context(self.encode, messages, params.max_new_tokens, self.context_window)
+
+    def replay_lens(
+        self,
+        messages: Sequence[Message],
+        token_ids: Sequence[int],
+        params: SamplingParams,
+        top_n: int = 10,
+        text: str | None = None,
+    ) -> list[StepRecord]:
+        """The made-up steps of a finished reply (the real engine recomputes them)."""
+        self.replays += 1
+        return [_made_up_step(i, self.pieces[i]) for i in token_ids if i < len(self.pieces)]
 
     def resume(self) -> None:
         """Let a reply held at ``pause_after`` go on."""
@@ -172,6 +186,9 @@ class FakeTokenSource:
                 elapsed=elapsed,
                 finish_reason=reason,  # type: ignore[arg-type]
                 text="".join(self.pieces[:produced]),
+                token_ids=list(range(produced)),
+                reply_ids=list(range(produced)),
+                seed=params.seed if params.seed is not None else (7 if params.do_sample else None),
             )
         finally:
             self._lock.release()

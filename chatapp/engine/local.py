@@ -9,11 +9,11 @@ generated, so the prefix normally covers the whole cache.
 from __future__ import annotations
 
 import copy
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from chatapp.engine.chat_format import (
     DIALOGUE_PREAMBLE,
@@ -35,10 +35,10 @@ from chatapp.engine.lens import (
     build_processors,
 )
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
+from chatapp.engine.protocol import FinishReason, ReplyStats
 from chatapp.engine.streaming import ReplyStreamer, StopOnEvent, StopOnText
 from chatapp.params import PARAMS, SamplingParams
 
-FinishReason = Literal["eos", "length", "stopped"]
 TextCallback = Callable[[str], None]
 TokenCallback = Callable[[int, Any], None]
 
@@ -47,37 +47,6 @@ __all__ = ["ContextPlan", "ContextTooLong", "EngineBusy", "LocalEngine", "ReplyS
 
 class EngineBusy(RuntimeError):
     """A second reply was asked for while one is still being generated."""
-
-
-@dataclass
-class ReplyStats:
-    """What one reply cost, why it ended, and how the prompt fitted the window."""
-
-    prompt_tokens: int
-    new_tokens: int
-    time_to_first_token: float  # seconds from the request to the first new token
-    elapsed: float  # seconds from the request to the end
-    finish_reason: FinishReason
-    text: str = ""
-    token_ids: list[int] = field(default_factory=list)  # everything generated
-    streaming_seconds: float = 0.0  # spent decoding text and in the callbacks
-    reply_ids: list[int] | None = None  # the ids of the reply's text (None: re-tokenise)
-    reused_tokens: int = 0  # prompt tokens whose KV came from the previous request
-    left_out: int = 0  # earlier turns left out to fit the window
-    window: int = 0  # the context window in force
-    max_new_tokens: int = 0  # after clipping to the room left
-    clipped: bool = False  # max_new_tokens was lowered to fit the window
-
-    @property
-    def tokens_per_second(self) -> float:
-        """New tokens over the whole request time (prefill included)."""
-        return self.new_tokens / self.elapsed if self.elapsed > 0 else 0.0
-
-    def summary(self) -> str:
-        return (
-            f"{self.new_tokens} tokens · {self.tokens_per_second:.1f} tok/s · "
-            f"first token {self.time_to_first_token:.2f} s · {self.finish_reason}"
-        )
 
 
 class LocalEngine:
@@ -218,18 +187,22 @@ class LocalEngine:
         step: int,
         params: SamplingParams,
         top_n: int = 10,
+        *,
+        fitted_for: SamplingParams | None = None,
     ) -> StepRecord:
         """Step ``step`` of a finished reply, recomputed under other ``params``.
 
         The logits come from one forward pass over the prompt and the reply so far, so
-        nothing needs to be kept from the original generation.
+        nothing needs to be kept from the original generation. The prompt is fitted to
+        the window as it was for the reply's own values (``fitted_for``).
         """
         import torch
 
         if not self._lock.acquire(blocking=False):
             raise EngineBusy("A reply is being generated; the what-if waits until it ends.")
         try:
-            prompt = self.prompt_ids(messages)
+            fitted = self.plan(messages, fitted_for or params).prompt_ids
+            prompt = torch.tensor([fitted], dtype=torch.long, device=self.model.device)
             prefix = torch.tensor([list(reply_ids[:step])], dtype=torch.long, device=prompt.device)
             ids = torch.cat([prompt, prefix], dim=1)
             with torch.inference_mode():
@@ -243,6 +216,66 @@ class LocalEngine:
             self._lock.release()
         record.what_if = params.summary()
         return record
+
+    def replay_lens(
+        self,
+        messages: Sequence[Message],
+        token_ids: Sequence[int],
+        params: SamplingParams,
+        top_n: int = 10,
+        text: str | None = None,
+    ) -> list[StepRecord]:
+        """Every step's lens table for a finished reply, recomputed from its token ids and
+        parameters: one forward pass over the prompt and the reply gives each step's raw
+        logits, and the sampling stages are then applied step by step. With ``text`` (the
+        reply as shown), the pieces stop where it ends (a stop string is not shown)."""
+        import torch
+
+        if not self._lock.acquire(blocking=False):
+            raise EngineBusy("A reply is being generated; the lens waits until it ends.")
+        try:
+            prompt = self.plan(messages, params).prompt_ids  # as fitted to the window
+            reply = [int(t) for t in token_ids]
+            ids = torch.tensor([prompt + reply], dtype=torch.long, device=self.model.device)
+            first = len(prompt) - 1  # this position's logits give the reply's first token
+            processors = build_processors(self.model, self.generation_config(params), ids)
+            decoder = IncrementalDecoder(self.tokenizer)
+            steps: list[StepRecord] = []
+            cache = self._new_cache()
+            chunk = 64  # positions whose full-vocabulary logits are held at once
+            with torch.inference_mode(), _quiet():
+                position = 0
+                while position < first + len(reply):
+                    stop = min(position + chunk, first if position < first else len(ids[0]) - 1)
+                    out = self.model(
+                        input_ids=ids[:, position:stop],
+                        past_key_values=cache,
+                        use_cache=True,
+                        cache_position=torch.arange(position, stop, device=ids.device),
+                        logits_to_keep=0 if position >= first else 1,
+                    )
+                    if position >= first:
+                        for row in range(stop - position):
+                            step = position + row - first
+                            _, record, kept = analyze_step(
+                                step,
+                                ids[:, : first + 1 + step],
+                                out.logits[:, row, :],
+                                processors,
+                                self.tokenizer,
+                                top_n,
+                            )
+                            add_sampled(record, reply[step], kept, self.tokenizer)
+                            record.piece = decoder.push(reply[step])
+                            steps.append(record)
+                    position = stop
+            if steps:
+                steps[-1].piece += decoder.flush()
+            if text is not None:
+                _clip_pieces(steps, len(text))
+            return steps
+        finally:
+            self._lock.release()
 
     def _lens_config(self, params: SamplingParams) -> Any:
         """Every stage at its spec's neutral value: the lens pipeline applies the real ones."""
@@ -357,6 +390,11 @@ class LocalEngine:
         streamer = ReplyStreamer(
             IncrementalDecoder(self.tokenizer), on_text, on_token, lens, self.stop_strings
         )
+        # Sampling always runs from a known seed, kept with the reply, so any reply can
+        # be drawn again: the user's, or a fresh one when none was set.
+        seed = None
+        if params.do_sample:
+            seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
 
         def stats(new_ids: list[int], reason: FinishReason, reused: int) -> ReplyStats:
             elapsed = time.perf_counter() - start
@@ -376,6 +414,7 @@ class LocalEngine:
                 window=plan.window,
                 max_new_tokens=params.max_new_tokens,
                 clipped=plan.clipped,
+                seed=seed,
             )
 
         cache, reused = self._cache_for(ids)
@@ -394,8 +433,8 @@ class LocalEngine:
                 self._keep(cache, ids)
                 return stats([], "stopped", reused)
             self._take_snapshot(cache, ids, prefill_to)
-            if params.do_sample and params.seed is not None:
-                torch.manual_seed(params.seed)
+            if seed is not None:
+                torch.manual_seed(seed)
             config = self.generation_config(params)
             extra: dict[str, Any] = {}
             if lens is not None:
@@ -463,6 +502,15 @@ def _first_chunk(model: Any) -> int:
     if model.dtype == torch.bfloat16 and not cpu_has_native_bf16():
         return MIN_CHUNK
     return 128
+
+
+def _clip_pieces(steps: list[StepRecord], length: int) -> None:
+    """Cut the steps' pieces so that together they are ``length`` characters long."""
+    used = 0
+    for step in steps:
+        room = max(0, length - used)
+        step.piece = step.piece[:room]
+        used += len(step.piece)
 
 
 def config_eos(config: Any) -> set[int]:

@@ -1,47 +1,18 @@
-"""The chat pane: user and assistant messages; replies stream into Markdown."""
+"""The chat pane: renders a ``Conversation``; replies stream into Markdown."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widgets import Button, Markdown, Static
 
-from chatapp.engine.chat_format import Message
+from chatapp.conversation import Conversation, ReplyVersion, Turn
 from chatapp.engine.lens import StepRecord
-from chatapp.engine.local import ReplyStats
-from chatapp.params import SamplingParams
 
-
-@dataclass
-class ReplyVersion:
-    """One generated version of an assistant reply and what produced it."""
-
-    text: str
-    params: SamplingParams
-    stats: ReplyStats | None = None
-    error: str | None = None
-    lens_steps: list[StepRecord] = field(default_factory=list)  # when the lens recorded
-    lens_complete: bool = False  # every token has its step (needed for the heat map)
-    messages: list[Message] = field(default_factory=list)  # the prompt it answered
-
-    def meta(self) -> str:
-        parts = [self.params.summary()]
-        if self.stats is not None:
-            parts.append(
-                f"{self.stats.tokens_per_second:.1f} tok/s · first token "
-                f"{self.stats.time_to_first_token:.2f} s · {self.stats.new_tokens} tokens"
-            )
-            if self.stats.finish_reason == "stopped":
-                parts.append("stopped")
-            elif self.stats.finish_reason == "length":
-                parts.append("hit max_new_tokens")
-        if self.error:
-            parts.append(f"error: {self.error}")
-        return " · ".join(parts)
+SHOWN_AT_OPEN = 30  # turns mounted when a chat opens; earlier ones on request
 
 
 @lru_cache(maxsize=1)
@@ -51,26 +22,36 @@ def _markdown_parser() -> MarkdownIt:
 
 
 class UserMessage(Vertical):
-    def __init__(self, text: str) -> None:
+    """The user's message of one turn."""
+
+    def __init__(self, turn: Turn, index: int) -> None:
         super().__init__(classes="message user-message")
-        self.text = text
+        self.turn = turn
+        self.turn_index = index
+
+    @property
+    def text(self) -> str:
+        return self.turn.user
 
     def compose(self) -> ComposeResult:
         yield Static("You", classes="role")
-        yield Static(self.text, classes="body", markup=False)
+        yield Static(self.turn.user, classes="body", markup=False)
 
 
 class AssistantMessage(Vertical):
-    """A reply; keeps every regenerated version, one shown at a time."""
+    """The reply of one turn: shows one of its versions, with its parameters and stats."""
 
-    def __init__(self) -> None:
+    def __init__(self, turn: Turn, index: int) -> None:
         super().__init__(classes="message assistant-message")
-        self.versions: list[ReplyVersion] = []
-        self.shown = -1
+        self.turn = turn
+        self.turn_index = index
 
     def compose(self) -> ComposeResult:
+        version = self.turn.reply
         yield Static("Model", classes="role")
-        yield Markdown("", classes="body", parser_factory=_markdown_parser)
+        yield Markdown(
+            version.text if version else "", classes="body", parser_factory=_markdown_parser
+        )
         yield Static("", classes="heat")
         yield Static("", classes="meta")
         yield Static("", classes="context-note")
@@ -78,14 +59,44 @@ class AssistantMessage(Vertical):
     def on_mount(self) -> None:
         self.query_one(".heat", Static).display = False
         self.query_one(".context-note", Static).display = False
+        if self.turn.versions:
+            self.show_meta()
 
+    # -- the model's view -----------------------------------------------------------------
+    @property
+    def versions(self) -> list[ReplyVersion]:
+        return self.turn.versions
+
+    @property
+    def shown(self) -> int:
+        return self.turn.shown
+
+    @property
+    def version(self) -> ReplyVersion | None:
+        """The version shown, or None before the first reply starts."""
+        return self.turn.reply
+
+    @property
+    def lens_steps(self) -> list[StepRecord]:
+        """The lens steps of the version shown (empty until recorded or recomputed)."""
+        return self.version.lens_steps if self.version else []
+
+    @property
+    def text(self) -> str:
+        return self.version.text if self.version else ""
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    # -- drawing --------------------------------------------------------------------------
     def set_context_note(self, text: str) -> None:
         """What the context window forced for this reply (empty: nothing)."""
         note = self.query_one(".context-note", Static)
         note.update(text)
         note.display = bool(text)
 
-    def show_heat(self, on: bool, reply_index: int) -> None:
+    def show_heat(self, on: bool) -> None:
         """Colour each token by the probability it was drawn with (needs lens data)."""
         from chatapp.tui.lens import heat_markup
 
@@ -94,72 +105,100 @@ class AssistantMessage(Vertical):
         heat = self.query_one(".heat", Static)
         active = on and bool(steps)
         if active:
-            heat.update(heat_markup(steps, reply_index))
+            heat.update(heat_markup(steps, self.turn_index))
         heat.display = active
         self.markdown.display = not active
 
-    @property
-    def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
-
-    @property
-    def version(self) -> ReplyVersion | None:
-        """The version shown, or None before the first reply starts."""
-        return self.versions[self.shown] if self.versions else None
-
-    @property
-    def lens_steps(self) -> list[StepRecord]:
-        """The lens steps recorded for the version shown (empty when none were)."""
-        return self.version.lens_steps if self.version else []
-
-    @property
-    def text(self) -> str:
-        return self.version.text if self.version else ""
-
-    def start_version(self, params: SamplingParams) -> None:
-        self.versions.append(ReplyVersion("", params))
-        self.shown = len(self.versions) - 1
+    def start_streaming(self) -> None:
+        """The version just started (the model's newest) streams in from empty."""
         self.markdown.update("")
-        self.query_one(".meta", Static).update(f"{params.summary()} · generating…")
+        self.query_one(".meta", Static).update(f"{self.version.params.summary()} · generating…")
         self.add_class("-streaming")
 
-    def finish_version(self, text: str, stats: ReplyStats | None, error: str | None = None) -> None:
-        version = self.versions[self.shown]  # started by start_version
-        version.text = text
-        version.stats = stats
-        version.error = error
-        self.remove_class("-streaming")
-        self.set_class(stats is not None and stats.finish_reason == "stopped", "-stopped")
-        self._show_meta()
-
-    def _show_meta(self) -> None:
-        meta = self.versions[self.shown].meta()
+    def show_meta(self) -> None:
+        version = self.version
+        if version is None:
+            return
+        meta = version.meta()
         if len(self.versions) > 1:
             meta = f"v{self.shown + 1}/{len(self.versions)} · " + meta
         self.query_one(".meta", Static).update(meta)
+        self.remove_class("-streaming")
+        self.set_class(version.status in ("stopped", "interrupted"), "-stopped")
 
-    async def show_version(self, index: int) -> None:
-        if not self.versions:
-            return
-        self.shown = max(0, min(index, len(self.versions) - 1))
-        await self.markdown.update(self.versions[self.shown].text)
-        stats = self.versions[self.shown].stats
-        self.set_class(stats is not None and stats.finish_reason == "stopped", "-stopped")
-        self._show_meta()
+    async def redraw(self) -> None:
+        """Show the version the turn now points at."""
+        await self.markdown.update(self.text)
+        self.show_meta()
 
 
 class ChatPane(VerticalScroll):
-    """The scrolling list of messages."""
+    """The scrolling list of messages; a long chat mounts its newest turns first."""
 
     def __init__(self) -> None:
         super().__init__(id="chat")
+        self.chat: Conversation | None = None
+        self.first_mounted = 0  # index of the first turn on screen
 
     def compose(self) -> ComposeResult:
         yield Static(
             "Type a message below and press Enter. Esc stops a reply; F2 hides the "
-            "parameter panel; Ctrl+P opens the command palette.",
+            "parameter panel; Ctrl+O lists your chats; Ctrl+P opens the command palette.",
             id="welcome",
         )
 
+    async def show_chat(self, chat: Conversation) -> None:
+        """Replace what is shown with ``chat`` (its last turns; earlier ones on request)."""
+        self.chat = chat
+        await self.query(".message, #earlier").remove()
+        self.first_mounted = max(0, len(chat.turns) - SHOWN_AT_OPEN)
+        widgets = []
+        for index in range(self.first_mounted, len(chat.turns)):
+            widgets += self._widgets(chat.turns[index], index)
+        if self.first_mounted:
+            widgets.insert(0, self._earlier_button())
+        if widgets:
+            await self.mount_all(widgets)
+        self.scroll_end(animate=False)
+
+    def _earlier_button(self) -> Button:
+        count = self.first_mounted
+        return Button(
+            f"Show {min(count, SHOWN_AT_OPEN)} earlier turns ({count} not shown)", id="earlier"
+        )
+
+    @staticmethod
+    def _widgets(turn: Turn, index: int) -> list[Vertical]:
+        widgets: list[Vertical] = [UserMessage(turn, index)]
+        if turn.versions:
+            widgets.append(AssistantMessage(turn, index))
+        return widgets
+
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "earlier" or self.chat is None:
+            return
+        event.stop()
+        start = max(0, self.first_mounted - SHOWN_AT_OPEN)
+        widgets = []
+        for index in range(start, self.first_mounted):
+            widgets += self._widgets(self.chat.turns[index], index)
+        self.first_mounted = start
+        await event.button.remove()
+        if start:
+            widgets.insert(0, self._earlier_button())
+        await self.mount_all(widgets, after=self.query_one("#welcome"))
+
+    async def add_turn(self, turn: Turn, index: int) -> AssistantMessage:
+        """Mount a new turn (the user's message and its reply, about to stream)."""
+        reply = AssistantMessage(turn, index)
+        await self.mount_all([UserMessage(turn, index), reply])
+        return reply
+
     def assistant_messages(self) -> list[AssistantMessage]:
         return list(self.query(AssistantMessage))
+
+    def reply_for(self, turn_index: int) -> AssistantMessage | None:
+        for reply in self.query(AssistantMessage):
+            if reply.turn_index == turn_index:
+                return reply
+        return None

@@ -38,8 +38,20 @@ class ChatCommands(Provider):
         ):
             yield (f"Chat format: {fmt}", partial(app.set_chat_format, fmt), text)
         yield ("Edit dialogue preamble…", app.edit_preamble, "The dialogue format's examples")
-        yield ("Clear chat", app.action_new_chat, "Start a new chat (Ctrl+N)")
+        yield ("New chat", app.action_new_chat, "Ctrl+N: the current chat stays in the history")
+        yield ("Chats…", app.action_open_chats, "Ctrl+O: open, search, rename or delete chats")
         yield ("Export chat to Markdown", app.export_chat, "Write the chat to a .md file")
+        yield (
+            "Export chat to JSON",
+            partial(app.export_chat, "json"),
+            "Every version with its parameters, seed, model and stats",
+        )
+        yield ("Copy reply", app.action_copy_reply, "F9: the shown reply, to the clipboard")
+        yield (
+            "Copy last code block",
+            app.action_copy_code,
+            "Shift+F9: the reply's last code block",
+        )
         yield ("Toggle help language 中/EN", app.action_toggle_language, "F4")
         yield (
             "Toggle probability lens",

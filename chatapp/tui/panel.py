@@ -88,7 +88,6 @@ class ParamPanel(Vertical):
         self.errors: dict[str, str] = {}
         self._preset_names = preset_names
         self._focused_param = "do_sample"
-        self._applying = False
 
     def compose(self) -> ComposeResult:
         yield Select(
@@ -130,7 +129,7 @@ class ParamPanel(Vertical):
     # -- values -----------------------------------------------------------------------
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
-        if not isinstance(event.input, ParamInput) or self._applying:
+        if not isinstance(event.input, ParamInput):
             return
         event.stop()
         field = event.input
@@ -153,7 +152,7 @@ class ParamPanel(Vertical):
 
     @on(Switch.Changed)
     def _switch_changed(self, event: Switch.Changed) -> None:
-        if not isinstance(event.switch, ParamSwitch) or self._applying:
+        if not isinstance(event.switch, ParamSwitch):
             return
         event.stop()
         self._set(event.switch.spec.name, event.value)
@@ -168,8 +167,8 @@ class ParamPanel(Vertical):
 
     def apply(self, params: SamplingParams) -> None:
         """Show ``params`` in every field (a preset was chosen); clears errors."""
-        self._applying = True
-        try:
+        # The fields' own change events would re-parse what is being shown: none are sent.
+        with self.prevent(Input.Changed, Switch.Changed):
             for spec in PARAMS:
                 value = getattr(params, spec.name)
                 widget = self.query_one(f"#param-{spec.name}")
@@ -181,8 +180,6 @@ class ParamPanel(Vertical):
                     widget.remove_class("-invalid")
                 self._show_error(spec.name, "")
             self.errors.clear()
-        finally:
-            self._applying = False
         self.params = params
         self._refresh_state()
         self.post_message(self.Changed(self.params))
@@ -227,18 +224,16 @@ class ParamPanel(Vertical):
 
     # -- presets ------------------------------------------------------------------------
     def set_preset_names(self, names: list[str], selected: str | None = None) -> None:
+        """The preset list, with ``selected`` shown (showing a name does not load it)."""
         select = self.query_one("#preset-select", Select)
-        self._applying = True
-        try:
+        with self.prevent(Select.Changed):
             select.set_options([(n, n) for n in names])
             if selected is not None and selected in names:
                 select.value = selected
-        finally:
-            self._applying = False
 
     @on(Select.Changed, "#preset-select")
     def _preset_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if self._applying or event.value is Select.BLANK:
+        if event.value is Select.BLANK:
             return
         self.post_message(self.PresetChosen(str(event.value)))
