@@ -1,0 +1,100 @@
+"""Files the user owns: presets and settings are edited in place, never lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from chatapp import paths
+from chatapp.params import SamplingParams
+from chatapp.presets import PresetStore
+from chatapp.settings import SettingsFile
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SAVE_SCRIPT = """
+import sys
+from chatapp.params import SamplingParams
+from chatapp.presets import PresetStore
+store = PresetStore()          # both processes read the file before either saves
+print("loaded", flush=True)
+sys.stdin.readline()           # the test lets both go on at once
+store.save(sys.argv[1], SamplingParams(temperature=float(sys.argv[2])))
+print("saved", flush=True)
+"""
+
+
+def test_two_app_instances_each_saving_a_preset_keep_both(private_config):
+    env = {**os.environ, "CHATAPP_CONFIG_DIR": str(private_config)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVE_SCRIPT, name, temp],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name, temp in (("First", "0.4"), ("Second", "1.4"))
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "loaded"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    store = PresetStore()
+    assert store.get("First").params.temperature == 0.4
+    assert store.get("Second").params.temperature == 1.4
+
+
+def test_a_hand_edited_bad_entry_and_comments_survive_saving_another_preset(private_config):
+    path = paths.presets_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "# my presets, tuned by hand\n"
+        "[presets.Typo]\n"
+        "temperature = 'hot'  # fix this later\n"
+        "\n"
+        "[presets.Good]\n"
+        "temperature = 0.5\n",
+        encoding="utf-8",
+    )
+    store = PresetStore()
+    assert "Typo" in store.load_error and store.get("Typo") is None
+    store.save("New", SamplingParams(temperature=0.9))
+    store.rename("Good", "Better")
+    text = path.read_text(encoding="utf-8")
+    assert "# my presets, tuned by hand" in text
+    assert "temperature = 'hot'  # fix this later" in text
+    assert "[presets.Better]" in text and "[presets.Good]" not in text
+    again = PresetStore()
+    assert again.get("New").params.temperature == 0.9
+    assert again.get("Better").params.temperature == 0.5
+    assert "Typo" in again.load_error
+
+
+def test_an_unreadable_settings_file_is_reported_and_kept_until_a_setting_changes(
+    private_config,
+):
+    path = paths.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("theme = [unclosed\n", encoding="utf-8")
+    settings = SettingsFile()
+    assert str(path) in settings.load_error and settings.get("theme") is None
+    assert path.read_text(encoding="utf-8") == "theme = [unclosed\n"
+    backup = settings.set("theme", "terminal-green")
+    assert backup is not None and Path(backup).read_text() == "theme = [unclosed\n"
+    assert SettingsFile().get("theme") == "terminal-green"
+
+
+def test_saving_a_setting_keeps_comments_and_other_keys(private_config):
+    path = paths.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text('# mine\nhelp_lang = "zh"  # Chinese help\nfuture_key = 3\n')
+    SettingsFile().set("theme", "chatapp-light")
+    text = path.read_text()
+    assert '# mine\nhelp_lang = "zh"  # Chinese help\nfuture_key = 3\n' in text
+    assert SettingsFile().get("theme") == "chatapp-light"
