@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Markdown, Static
+from textual.widgets import Footer, Static
 
 from chatapp.conversation import ChatSession
 from chatapp.engine.chat_format import Message
@@ -25,17 +25,17 @@ from chatapp.store import ChatStore
 from chatapp.tui.chat import AssistantMessage, ChatPane
 from chatapp.tui.chat_actions import ChatActions
 from chatapp.tui.commands import ChatCommands
-from chatapp.tui.events import EngineFailed, EngineReady, LoadProgress, ReplyFinished
+from chatapp.tui.events import EngineFailed, EngineReady, LoadProgress
 from chatapp.tui.lens import LensView
 from chatapp.tui.lens_controls import LensControls
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.preset_dialogs import PresetDialogs
+from chatapp.tui.reply_stream import ReplyStreaming
 from chatapp.tui.themes import load_themes
 from chatapp.tui.widgets import LoadingView, PromptBox
 
 EngineFactory = Callable[[Callable[[str, "float | None"], None]], Any]
 DEFAULT_THEME = "chatapp-dark"
-FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
 
 
 def local_engine_factory(
@@ -64,7 +64,7 @@ def local_engine_factory(
     return factory
 
 
-class ChatApp(LensControls, PresetDialogs, ChatActions, App[int]):
+class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]):
     """Chat with a local model; the side panel steers how each reply is sampled."""
 
     CSS_PATH = "app.tcss"
@@ -277,113 +277,6 @@ class ChatApp(LensControls, PresetDialogs, ChatActions, App[int]):
         engine = f"local {loaded.quant} {loaded.dtype} {loaded.device} · {self.source.chat_format}"
         turn = self.session.chat.turns[index]
         self.session.start_reply(turn, self.params, loaded.name, engine)
-
-    def _start_reply(self, index: int) -> None:
-        reply = self.query_one(ChatPane).reply_for(index)
-        assert reply is not None and reply.version is not None
-        version, params = reply.version, reply.version.params
-        messages = self.history(upto=index)
-        reply.start_streaming()
-        self._reply_widget = reply
-        self._cancel = threading.Event()  # this reply's own stop flag (Esc sets it)
-        # Always in the pipeline, so F3/F6 can switch recording on mid-reply; while
-        # inactive it only applies the stages, as generate itself would.
-        self._recorder = LensRecorder(active=self.recording)
-        self._lens_shown_count = 0
-        self._pending.clear()
-        self._streamed.clear()
-        self._stream = Markdown.get_stream(reply.markdown)
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
-        self.query_one(ChatPane).anchor()
-        self._set_status(f"Generating ({params.summary()}) · Esc stops")
-        self._generate(index, version, messages, params, self._recorder, self._cancel)
-
-    def _on_piece(self, piece: str) -> None:
-        # Called on the generation thread: only buffer here; the timer draws.
-        with self._pending_lock:
-            self._pending.append(piece)
-
-    async def _flush_stream(self) -> None:
-        self._follow_lens()
-        with self._pending_lock:
-            text = "".join(self._pending)
-            self._pending.clear()
-        if self._reply_widget is not None and self._reply_widget.version is not None:
-            self._streamed.append(text)
-            # Saved at most once a second: the store's cost stays out of the token rate.
-            self.session.stream_text(self._reply_widget.version, "".join(self._streamed))
-        if text and self._stream is not None:
-            await self._stream.write(text)
-
-    @work(thread=True, exclusive=True, group="reply", name="reply")
-    def _generate(
-        self, index: int, version: Any, messages: list[Message], params, recorder, cancel
-    ):
-        stats = None
-        error = None
-        try:
-            stats = self.source.stream_reply(
-                messages, params, self._on_piece, lens=recorder, cancel=cancel, wait=True
-            )
-        except Exception as exc:  # noqa: BLE001 - shown in the message
-            error = f"{type(exc).__name__}: {exc}"
-        self.post_message(ReplyFinished(index, version, stats, error))
-
-    async def _end_stream(self) -> None:
-        """Draw what is still buffered and close the Markdown stream."""
-        if self._flush_timer is not None:
-            self._flush_timer.stop()
-            self._flush_timer = None
-        await self._flush_stream()
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-
-    @on(ReplyFinished)
-    async def _finish_reply(self, event: ReplyFinished) -> None:
-        await self._end_stream()
-        stats, error, version = event.stats, event.error, event.version
-        reply = self._reply_widget
-        self._reply_widget = None
-        self.session.finish_reply(version, stats, error)
-        if reply is not None and stats is not None and reply.markdown.source != stats.text:
-            # Streaming lost or garbled text: show the engine's whole reply, and count it
-            # (the UI benchmark reports this; it should stay 0).
-            self.stream_repairs += 1
-            await reply.markdown.update(stats.text)
-        if self._recorder is not None:
-            version.lens_steps = list(self._recorder.steps)
-            version.lens_complete = bool(version.lens_steps) and self._recorder.complete
-            self._recorder = None
-        if reply is not None:
-            reply.show_meta()
-            if version.lens_steps:
-                self.lens_target = (reply, len(version.lens_steps) - 1)
-                self._show_lens()
-            reply.show_heat(self.heat_on)
-        self.replies_done += 1
-        if error:
-            self.notify(error, title="Generation failed", severity="error")
-            self._set_status("Generation failed: " + error)
-        elif stats is not None and reply is not None:
-            self._show_context(reply, stats)
-            used = stats.prompt_tokens + stats.new_tokens
-            self._set_status(f"Done · {stats.summary()} · context {used:,}/{stats.window:,}")
-
-    def _show_context(self, reply: AssistantMessage, stats: Any) -> None:
-        """Say at the reply what the window forced, and dim the turns left out."""
-        notes = []
-        if stats.left_out:
-            turns = "turn" if stats.left_out == 1 else "turns"
-            notes.append(
-                f"{stats.left_out} earlier {turns} no longer fit the {stats.window:,}-token "
-                "window and were left out of this reply"
-            )
-        if stats.clipped:
-            notes.append(f"max_new_tokens clipped to {stats.max_new_tokens} to fit the window")
-        reply.set_context_note(" · ".join(notes))
-        for widget in self.query_one(ChatPane).query(".message"):
-            widget.set_class(widget.turn_index < stats.left_out, "-left-out")
 
     # -- actions ----------------------------------------------------------------------------
     def action_stop_reply(self) -> None:

@@ -63,6 +63,7 @@ class LensControls(_Base):
         steps = reply.lens_steps
         if steps:
             index = min(index, len(steps) - 1)
+            self.lens_target = (reply, index)
             self.query_one(LensView).show(steps[index], f"{index + 1}/{len(steps)}")
 
     def _needs_replay(self, version: ReplyVersion | None) -> bool:

@@ -1,0 +1,135 @@
+"""A reply on its way: the worker that generates it, the timer that draws and saves
+what it streams, and the end of it. Mixed into the app."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.widgets import Markdown
+
+from chatapp.engine.chat_format import Message
+from chatapp.engine.lens import LensRecorder
+from chatapp.tui.chat import AssistantMessage, ChatPane
+from chatapp.tui.events import ReplyFinished
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chatapp.tui.app import ChatApp
+
+    _Base = ChatApp
+else:
+    _Base = object
+
+FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
+
+
+class ReplyStreaming(_Base):
+    """Streams one reply at a time into its widget and the store (handlers use ``on_*``
+    names: ``@on`` is not registered in a plain mixin)."""
+
+    def _start_reply(self, index: int) -> None:
+        reply = self.query_one(ChatPane).reply_for(index)
+        assert reply is not None and reply.version is not None
+        version, params = reply.version, reply.version.params
+        messages = self.history(upto=index)
+        reply.start_streaming()
+        self._reply_widget = reply
+        self._cancel = threading.Event()  # this reply's own stop flag (Esc sets it)
+        # Always in the pipeline, so F3/F6 can switch recording on mid-reply; while
+        # inactive it only applies the stages, as generate itself would.
+        self._recorder = LensRecorder(active=self.recording)
+        self._lens_shown_count = 0
+        self._pending.clear()
+        self._streamed.clear()
+        self._stream = Markdown.get_stream(reply.markdown)
+        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
+        self.query_one(ChatPane).anchor()
+        self._set_status(f"Generating ({params.summary()}) · Esc stops")
+        self._generate(index, version, messages, params, self._recorder, self._cancel)
+
+    def _on_piece(self, piece: str) -> None:
+        # Called on the generation thread: only buffer here; the timer draws.
+        with self._pending_lock:
+            self._pending.append(piece)
+
+    async def _flush_stream(self) -> None:
+        self._follow_lens()
+        with self._pending_lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+        if self._reply_widget is not None and self._reply_widget.version is not None:
+            self._streamed.append(text)
+            # Saved at most once a second: the store's cost stays out of the token rate.
+            self.session.stream_text(self._reply_widget.version, "".join(self._streamed))
+        if text and self._stream is not None:
+            await self._stream.write(text)
+
+    @work(thread=True, exclusive=True, group="reply", name="reply")
+    def _generate(
+        self, index: int, version: Any, messages: list[Message], params, recorder, cancel
+    ):
+        stats = None
+        error = None
+        try:
+            stats = self.source.stream_reply(
+                messages, params, self._on_piece, lens=recorder, cancel=cancel, wait=True
+            )
+        except Exception as exc:  # noqa: BLE001 - shown in the message
+            error = f"{type(exc).__name__}: {exc}"
+        self.post_message(ReplyFinished(index, version, stats, error))
+
+    async def _end_stream(self) -> None:
+        """Draw what is still buffered and close the Markdown stream."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        await self._flush_stream()
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+
+    async def on_reply_finished(self, event: ReplyFinished) -> None:
+        await self._end_stream()
+        stats, error, version = event.stats, event.error, event.version
+        reply = self._reply_widget
+        self._reply_widget = None
+        self.session.finish_reply(version, stats, error)
+        if reply is not None and stats is not None and reply.markdown.source != stats.text:
+            # Streaming lost or garbled text: show the engine's whole reply, and count it
+            # (the UI benchmark reports this; it should stay 0).
+            self.stream_repairs += 1
+            await reply.markdown.update(stats.text)
+        if self._recorder is not None:
+            version.lens_steps = list(self._recorder.steps)
+            version.lens_complete = bool(version.lens_steps) and self._recorder.complete
+            self._recorder = None
+        if reply is not None:
+            reply.show_meta()
+            if version.lens_steps:
+                self.lens_target = (reply, len(version.lens_steps) - 1)
+                self._show_lens()
+            reply.show_heat(self.heat_on)
+        self.replies_done += 1
+        if error:
+            self.notify(error, title="Generation failed", severity="error")
+            self._set_status("Generation failed: " + error)
+        elif stats is not None and reply is not None:
+            self._show_context(reply, stats)
+            used = stats.prompt_tokens + stats.new_tokens
+            self._set_status(f"Done · {stats.summary()} · context {used:,}/{stats.window:,}")
+
+    def _show_context(self, reply: AssistantMessage, stats: Any) -> None:
+        """Say at the reply what the window forced, and dim the turns left out."""
+        notes = []
+        if stats.left_out:
+            turns = "turn" if stats.left_out == 1 else "turns"
+            notes.append(
+                f"{stats.left_out} earlier {turns} no longer fit the {stats.window:,}-token "
+                "window and were left out of this reply"
+            )
+        if stats.clipped:
+            notes.append(f"max_new_tokens clipped to {stats.max_new_tokens} to fit the window")
+        reply.set_context_note(" · ".join(notes))
+        for widget in self.query_one(ChatPane).query(".message"):
+            widget.set_class(widget.turn_index < stats.left_out, "-left-out")

@@ -1,0 +1,195 @@
+"""Chats that last, driven through the app with the fake source: quit and continue,
+the chats screen (search, open, rename, delete), copying, long chats, a damaged file."""
+
+from __future__ import annotations
+
+from chatapp import paths
+from chatapp.store import ChatStore
+from chatapp.tui.app import ChatApp
+from chatapp.tui.chat import AssistantMessage, ChatPane, UserMessage
+from chatapp.tui.chats_screen import ChatsScreen
+from chatapp.tui.lens import LensView
+from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
+
+
+async def _chat_and_quit() -> None:
+    app, _ = fake_app(["The ", "sea ", "is ", "wide."])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await set_field(pilot, "temperature", "0.4")
+        await send(pilot, "Tell me about the sea")
+        await send(pilot, "And the sky?")
+        await set_field(pilot, "temperature", "1.3")
+        await pilot.press("ctrl+r")  # a second version of the last reply
+        await wait_for(pilot, lambda: app.replies_done == 3)
+        await pilot.press("ctrl+q")
+
+
+async def test_quit_then_continue_brings_back_messages_versions_parameters_and_lens():
+    await _chat_and_quit()
+    app, source = fake_app(["The ", "sea ", "is ", "wide."], continue_last=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        users = [w.text for w in app.query(UserMessage)]
+        assert users == ["Tell me about the sea", "And the sky?"]
+        replies = app.query(AssistantMessage)
+        assert [r.text for r in replies] == ["The sea is wide."] * 2
+        last = replies.last()
+        assert len(last.versions) == 2 and last.shown == 1
+        assert [v.params.temperature for v in last.versions] == [0.4, 1.3]
+        meta = str(last.query_one(".meta").render())
+        assert meta.startswith("v2/2 · T 1.3") and "4 tokens" in meta
+        await pilot.press("alt+left")
+        assert last.shown == 0 and str(last.query_one(".meta").render()).startswith("v1/2 · T 0.4")
+        # The lens works on the reopened reply: its steps are recomputed from the tokens.
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: bool(last.lens_steps))
+        assert source.replays == 1 and len(last.lens_steps) == 4
+        await pilot.pause(0.1)
+        assert app.query_one(LensView).step is last.lens_steps[-1]
+        await pilot.press("f7")
+        assert app.query_one(LensView).step is last.lens_steps[-2]
+        # The shown version is remembered too.
+        await pilot.press("ctrl+q")
+    again, _ = fake_app(["x"], continue_last=True)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        assert again.query(AssistantMessage).last().shown == 0
+
+
+async def test_a_new_message_after_continue_sends_the_whole_reopened_history():
+    await _chat_and_quit()
+    app, source = fake_app(["ok"], continue_last=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "One more")
+        sent = [(m.role, m.content) for m in source.calls[0][0]]
+        assert sent == [
+            ("user", "Tell me about the sea"),
+            ("assistant", "The sea is wide."),
+            ("user", "And the sky?"),
+            ("assistant", "The sea is wide."),
+            ("user", "One more"),
+        ]
+    assert len(ChatStore().list_chats()) == 1
+
+
+async def _open_chats(pilot) -> ChatsScreen:
+    await pilot.press("ctrl+o")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChatsScreen))
+    await pilot.pause(0.1)
+    return pilot.app.screen
+
+
+async def test_ctrl_n_keeps_the_old_chat_and_search_opens_it_again():
+    app, _ = fake_app(["Whales ", "sing."])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "What do humpbacks do?")
+        await pilot.press("ctrl+n")
+        assert not app.query(UserMessage)
+        await send(pilot, "Something about bread")
+        screen = await _open_chats(pilot)
+        assert [c.title for c in screen.chats] == ["Something about bread", "What do humpbacks do?"]
+        await pilot.press(*"humpback")
+        await pilot.pause(0.2)
+        assert [c.title for c in screen.chats] == ["What do humpbacks do?"]
+        assert "humpbacks" in screen.chats[0].snippet
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ChatsScreen))
+        await pilot.pause(0.1)
+        assert [w.text for w in app.query(UserMessage)] == ["What do humpbacks do?"]
+        assert app.session.chat.title == "What do humpbacks do?"
+
+
+async def test_rename_and_delete_from_the_chats_screen():
+    app, _ = fake_app(["Fine."])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "first chat")
+        await pilot.press("ctrl+n")
+        await send(pilot, "second chat")
+        screen = await _open_chats(pilot)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.2)
+        app.screen.query_one("Input").value = "Renamed"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert [c.title for c in screen.chats] == ["Renamed", "first chat"]
+        assert app.session.chat.title == "Renamed"  # it was the open chat
+        await pilot.press("down", "ctrl+d")
+        await pilot.pause(0.2)
+        await pilot.press("y")  # Confirm: yes
+        await pilot.pause(0.2)
+        assert [c.title for c in screen.chats] == ["Renamed"]
+    assert [c.title for c in ChatStore().list_chats()] == ["Renamed"]
+
+
+async def test_copy_puts_the_reply_and_its_last_code_block_on_the_clipboard():
+    reply = ["Use this:\n\n", "```python\n", "print('hi')\n", "```\n", "Done."]
+    app, _ = fake_app(reply)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("f9")
+        assert app.clipboard == ""
+        await send(pilot, "show code")
+        await pilot.press("f9")
+        assert app.clipboard == "".join(reply)
+        await pilot.press("shift+f9")
+        assert app.clipboard == "print('hi')"
+        assert any("code block" in n.message for n in app._notifications)
+
+
+async def test_a_long_chat_opens_with_its_newest_turns_and_shows_earlier_ones_on_request():
+    from chatapp.conversation import ChatSession
+    from chatapp.params import SamplingParams
+    from tests.test_store import _stats
+
+    session = ChatSession(ChatStore())
+    for i in range(70):
+        turn = session.add_user(f"question {i}")
+        session.finish_reply(session.start_reply(turn, SamplingParams(), "m", "e"), _stats("a"))
+    app, _ = fake_app(["x"], chat_id=session.chat.id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        users = app.query(UserMessage)
+        assert len(users) == 30 and users.last().text == "question 69"
+        app.query_one("#earlier").press()
+        await pilot.pause(0.2)
+        assert len(app.query(UserMessage)) == 60
+        assert app.query(UserMessage).first().text == "question 10"
+        assert app.query_one(ChatPane).first_mounted == 10
+
+
+async def test_a_damaged_history_file_is_named_and_chatting_goes_on():
+    path = paths.history_file()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"garbage" * 1000)
+    app, source = fake_app(["still ", "here"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert any(str(path) in n.message for n in app._notifications)
+        await send(pilot, "hello")
+        assert app.query(AssistantMessage).last().text == "still here"
+        screen = await _open_chats(pilot)
+        assert [c.title for c in screen.chats] == ["hello"]
+    assert path.read_bytes() == b"garbage" * 1000
+
+
+async def test_continue_with_no_saved_chat_says_so():
+    app, _ = fake_app(["x"], continue_last=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert any("No saved chat" in n.message for n in app._notifications)
+
+
+def test_app_module_stays_small():
+    import inspect
+
+    import chatapp.tui.app as module
+
+    assert len(inspect.getsource(module).splitlines()) <= 400
+    assert ChatApp.__mro__[1].__name__ == "LensControls"
