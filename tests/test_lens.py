@@ -144,3 +144,23 @@ def test_inactive_recorder_changes_nothing_and_can_start_midway(engine):
     assert [s.index for s in recorder.steps] == list(range(5, stats.new_tokens))
     assert not recorder.complete
     assert all(s.sampled_id == stats.token_ids[s.index] for s in recorder.steps)
+
+
+def test_lens_recomputed_from_a_finished_replys_tokens_matches_what_was_recorded(engine32):
+    """replay_lens (one forward pass over prompt + reply, stages applied per step) gives
+    the tables the live recorder saw: same drawn tokens, same final probabilities."""
+    from chatapp.engine.lens import LensRecorder
+
+    params = SamplingParams(max_new_tokens=12, temperature=0.8, top_k=20, seed=4)
+    recorder = LensRecorder()
+    stats = engine32.stream_reply(PROMPT, params, lens=recorder)
+    steps = engine32.replay_lens(PROMPT, stats.token_ids, params, text=stats.text)
+    assert len(steps) == len(recorder.steps) == stats.new_tokens
+    for live, again in zip(recorder.steps, steps, strict=True):
+        assert again.sampled_id == live.sampled_id
+        assert again.stages == live.stages
+        assert abs(again.sampled_prob - live.sampled_prob) < 2e-3
+        assert [c.token_id for c in again.candidates[:3]] == [
+            c.token_id for c in live.candidates[:3]
+        ]
+    assert "".join(s.piece for s in steps) == stats.text

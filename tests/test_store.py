@@ -191,7 +191,7 @@ from chatapp.engine.fake import FakeTokenSource
 from chatapp.tui.app import ChatApp
 
 async def main():
-    source = FakeTokenSource([f"piece{i} " for i in range(40)], pause_after=12)
+    source = FakeTokenSource([f"piece{i} " for i in range(40)], 20, pause_after=12)
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(100, 30)) as pilot:
         while app.source is None:

@@ -188,3 +188,42 @@ async def test_a_long_chat_in_a_small_window_says_what_was_left_out(engine):
         assert "no longer fit the 320-token window" in str(last.query_one(".context-note").render())
         assert app.query(".message").first().has_class("-left-out")
         assert f"/{320:,}" in str(app.query_one("#status").render())
+
+
+async def test_chat_quit_continue_and_the_lens_on_a_reopened_reply_with_real_model(engine):
+    """A chat survives a restart with its versions and parameters; the lens on the
+    reopened reply is recomputed from its tokens and names the tokens it drew."""
+    import asyncio
+
+    params = SamplingParams(max_new_tokens=10, temperature=0.9, seed=5)
+    app = real_app(engine, params=params)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Name a colour.")
+        await set_field(pilot, "temperature", "1.2")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.replies_done == 2, timeout=120)
+        first, second = app.query_one(AssistantMessage).versions
+        await pilot.press("ctrl+q")
+    engine.reset()
+    again = real_app(engine, params=params, continue_last=True)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        reply = again.query_one(AssistantMessage)
+        assert [v.text for v in reply.versions] == [first.text, second.text]
+        assert [v.params.temperature for v in reply.versions] == [0.9, 1.2]
+        assert [v.seed for v in reply.versions] == [5, 5]
+        assert reply.versions[1].token_ids == second.stats.token_ids
+        await pilot.press("f3")
+        deadline = asyncio.get_running_loop().time() + 60
+        while not reply.lens_steps and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        steps = reply.lens_steps
+        assert [s.sampled_id for s in steps] == second.stats.token_ids
+        assert "".join(s.piece for s in steps) == second.text
+        assert all(0 < s.sampled_prob <= 1 for s in steps)
+        assert steps[0].stages[-1] in ("top_p", "top_k", "temperature")
+        # A new message continues the reopened chat: its prompt holds the first turn.
+        await send(pilot, "Another one.")
+        assert len(again.session.chat.turns) == 2
