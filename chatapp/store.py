@@ -316,54 +316,44 @@ class ChatStore:
         long_words = [w for w in words if len(w) >= 3]
         if long_words and len(long_words) == len(words):
             match = " ".join('"' + w.replace('"', '""') + '"' for w in long_words)
-            hits = self._read(
-                "SELECT m.chat_id, 'user_text' AS tbl, u.rowid AS rid FROM user_text u "
-                "JOIN messages m ON m.id = u.rowid WHERE user_text MATCH ? "
-                "UNION ALL "
-                "SELECT m.chat_id, 'reply_text', r.rowid FROM reply_text r "
+            matching = (
+                "SELECT m.chat_id FROM user_text u JOIN messages m ON m.id = u.rowid "
+                "WHERE user_text MATCH ? UNION SELECT m.chat_id FROM reply_text r "
                 "JOIN versions v ON v.id = r.rowid JOIN messages m ON m.id = v.message_id "
-                "WHERE reply_text MATCH ?",
-                (match, match),
+                "WHERE reply_text MATCH ?"
             )
+            args: tuple[Any, ...] = (match, match)
         else:  # trigram search needs 3 characters: scan for short words (two-character
             # Chinese words are common)
             clauses = " AND ".join("text LIKE ? ESCAPE '\\'" for _ in words)
             likes = tuple(f"%{_escape_like(w)}%" for w in words)
-            hits = self._read(
-                f"SELECT chat_id, 'messages' AS tbl, id AS rid FROM messages WHERE role = 'user' "
-                f"AND {clauses} UNION ALL SELECT m.chat_id, 'versions', v.id FROM versions v "
-                f"JOIN messages m ON m.id = v.message_id WHERE {clauses.replace('text', 'v.text')}",
-                likes + likes,
+            matching = (
+                f"SELECT chat_id FROM messages WHERE role = 'user' AND {clauses} UNION "
+                "SELECT m.chat_id FROM versions v JOIN messages m ON m.id = v.message_id "
+                f"WHERE {clauses.replace('text', 'v.text')}"
             )
-        first_hit: dict[int, tuple[str, int]] = {}
-        for hit in hits:
-            first_hit.setdefault(hit["chat_id"], (hit["tbl"], hit["rid"]))
-        if not first_hit:
-            return []
-        marks = ",".join("?" for _ in first_hit)
+            args = likes + likes
         chats = self._read(
             "SELECT c.id, c.title, c.updated, "
             "(SELECT count(*) FROM messages m WHERE m.chat_id = c.id) AS n "
-            f"FROM chats c WHERE c.id IN ({marks}) ORDER BY c.updated DESC, c.id DESC LIMIT ?",
-            (*first_hit, limit),
+            f"FROM chats c WHERE c.id IN ({matching}) ORDER BY c.updated DESC, c.id DESC LIMIT ?",
+            (*args, limit),
         )
-        found = []
-        for row in chats:
-            table, rowid = first_hit[row["id"]]
-            found.append(
-                ChatSummary(
-                    row["id"],
-                    row["title"],
-                    row["updated"],
-                    row["n"],
-                    self._snippet(table, rowid, words),
-                )
-            )
-        return found
+        return [
+            ChatSummary(r["id"], r["title"], r["updated"], r["n"], self._snippet(r["id"], words))
+            for r in chats
+        ]
 
-    def _snippet(self, table: str, rowid: int, words: list[str], width: int = 70) -> str:
-        source = "messages" if table in ("messages", "user_text") else "versions"
-        rows = self._read(f"SELECT text FROM {source} WHERE id = ?", (rowid,))
+    def _snippet(self, chat_id: int, words: list[str], width: int = 70) -> str:
+        """The first of the chat's texts that holds every word, around the first word."""
+        likes = " AND ".join("text LIKE ? ESCAPE '\\'" for _ in words)
+        args = tuple(f"%{_escape_like(w)}%" for w in words)
+        rows = self._read(
+            f"SELECT text FROM messages WHERE chat_id = ? AND role = 'user' AND {likes} "
+            "UNION ALL SELECT v.text FROM versions v JOIN messages m ON m.id = v.message_id "
+            f"WHERE m.chat_id = ? AND {likes.replace('text', 'v.text')} LIMIT 1",
+            (chat_id, *args, chat_id, *args),
+        )
         if not rows:
             return ""
         text = " ".join(rows[0]["text"].split())
