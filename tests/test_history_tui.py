@@ -6,7 +6,7 @@ from __future__ import annotations
 from chatapp import paths
 from chatapp.store import ChatStore
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import AssistantMessage, ChatPane, UserMessage
+from chatapp.tui.chat import SHOWN_AT_OPEN, AssistantMessage, ChatPane, UserMessage
 from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.lens import LensView
 from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
@@ -156,12 +156,13 @@ async def test_a_long_chat_opens_with_its_newest_turns_and_shows_earlier_ones_on
         await ready(pilot)
         await pilot.pause(0.1)
         users = app.query(UserMessage)
-        assert len(users) == 30 and users.last().text == "question 69"
+        assert len(users) == SHOWN_AT_OPEN and users.last().text == "question 69"
         app.query_one("#earlier").press()
         await pilot.pause(0.2)
-        assert len(app.query(UserMessage)) == 60
-        assert app.query(UserMessage).first().text == "question 10"
-        assert app.query_one(ChatPane).first_mounted == 10
+        assert len(app.query(UserMessage)) == 2 * SHOWN_AT_OPEN
+        first = 70 - 2 * SHOWN_AT_OPEN
+        assert app.query(UserMessage).first().text == f"question {first}"
+        assert app.query_one(ChatPane).first_mounted == first
 
 
 async def test_a_damaged_history_file_is_named_and_chatting_goes_on():

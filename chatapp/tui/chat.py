@@ -12,7 +12,7 @@ from textual.widgets import Button, Markdown, Static
 from chatapp.conversation import Conversation, ReplyVersion, Turn
 from chatapp.engine.lens import StepRecord
 
-SHOWN_AT_OPEN = 30  # turns mounted when a chat opens; earlier ones on request
+SHOWN_AT_OPEN = 20  # turns mounted when a chat opens (more than a screenful); earlier on request
 
 
 @lru_cache(maxsize=1)
