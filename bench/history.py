@@ -282,7 +282,9 @@ def bench_saving(path: Path, rounds: int, tokens: int) -> None:
     )
     print(f"saving while streaming costs {(1 - a / b) * 100:+.2f}% of tokens/s   target <= 1 %")
 
-    # The lens of a finished reply, recomputed from its tokens.
+    # The lens of a finished reply, recomputed from its tokens (raw format, EOS off: the
+    # reply runs to its full 256 tokens; the dialogue format would stop at a blank line).
+    engine.chat_format = "raw"
     reply_params = SamplingParams(max_new_tokens=256, seed=2)
     stats = engine.stream_reply(messages, reply_params)
     times = []

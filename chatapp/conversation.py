@@ -348,6 +348,16 @@ class ChatSession:
                 chat_id=self.chat.id,
             )
 
+    def abandon_reply(self, version: ReplyVersion, text: str) -> None:
+        """The app is closing mid-reply: keep what streamed, marked stopped."""
+        self.stream_text(version, text, force=True)
+        version.status = "stopped"
+        version.finished = time.time()
+        if version.id is not None:
+            self.store.update_version(
+                version.id, {"status": "stopped", "finished": version.finished}, self.chat.id
+            )
+
     def show_version(self, turn: Turn, index: int) -> None:
         turn.shown = max(0, min(index, len(turn.versions) - 1))
         if turn.reply_id is not None:

@@ -47,13 +47,3 @@ class SettingsFile:
         if backup is not None:
             self.load_error = None
         return str(backup) if backup is not None else None
-
-
-def load_settings() -> dict[str, Any]:
-    """The saved settings (an unreadable file gives an empty dict and is left alone)."""
-    return SettingsFile().values
-
-
-def save_setting(key: str, value: Any) -> None:
-    """Remember one value (other keys and comments are kept)."""
-    SettingsFile().set(key, value)

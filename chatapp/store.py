@@ -288,7 +288,10 @@ class ChatStore:
         ]
         if chat_id is not None:
             statements.append(
-                ("UPDATE chats SET updated = ? WHERE id = ?", (row.get("updated"), chat_id))
+                (
+                    "UPDATE chats SET updated = ? WHERE id = ?",
+                    (row.get("updated") or time.time(), chat_id),
+                )
             )
         self._write(statements)
 

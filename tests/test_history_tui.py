@@ -194,3 +194,25 @@ def test_app_module_stays_small():
 
     assert len(inspect.getsource(module).splitlines()) <= 400
     assert ChatApp.__mro__[1].__name__ == "LensControls"
+
+
+async def test_quitting_mid_reply_keeps_the_partial_reply_marked_stopped():
+    from chatapp.engine.fake import FakeTokenSource
+
+    source = FakeTokenSource([f"w{i} " for i in range(50)], 400, pause_after=7)
+    app = ChatApp(lambda progress: source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.query_one("#prompt").insert("go on")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: source.paused.is_set())
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+q")
+    again, _ = fake_app(["x"], continue_last=True)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        reply = again.query_one(AssistantMessage)
+        assert reply.version.status == "stopped"
+        assert reply.text == "".join(f"w{i} " for i in range(7))
+        assert reply.has_class("-stopped")

@@ -305,13 +305,21 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         reply.show_heat(self.heat_on)
 
     def on_unmount(self) -> None:
-        # However the app ends, a reply still generating is asked to stop.
+        self._keep_partial_reply()
+
+    def _keep_partial_reply(self) -> None:
+        """However the app ends, a reply still generating is asked to stop, and what it
+        streamed so far is kept, marked stopped."""
         if self.source is not None:
             self.source.stop()
+        reply, self._reply_widget = self._reply_widget, None
+        if reply is not None and reply.version is not None:
+            with self._pending_lock:
+                self._streamed += self._pending
+            self.session.abandon_reply(reply.version, "".join(self._streamed))
 
     async def action_quit(self) -> None:
-        if self.source is not None:
-            self.source.stop()  # the reply ends within one token; the worker then exits
+        self._keep_partial_reply()  # the reply ends within one token; the worker then exits
         self.exit(0)
 
 
