@@ -72,7 +72,7 @@ class ChatsScreen(ModalScreen[int | None]):
         if options:
             listing.highlighted = 0
         what = f"matching {query.strip()!r}" if query.strip() else "saved"
-        count = f"{len(self.chats)} chats {what}"
+        count = f"{len(self.chats)} {'chat' if len(self.chats) == 1 else 'chats'} {what}"
         if self.session.store.problem:
             count += " · " + self.session.store.problem
         self.query_one("#chat-count", Static).update(count)
