@@ -16,3 +16,6 @@ def disable_eos(engine: Any) -> None:
         return config
 
     engine.generation_config = without_eos
+    # generate() fills a value left unset from the model's own generation config, so the
+    # EOS has to go from there too (else the reply still ends at the first EOS).
+    engine.model.generation_config.eos_token_id = None
