@@ -32,6 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="hub id, local folder, or 'bundled' (default: google/gemma-2b-it on a CUDA GPU, "
         "else the bundled offline Gemma 3 270M)",
     )
+    remote = parser.add_argument_group("a model on another machine (an OpenAI-compatible server)")
+    remote.add_argument(
+        "--server",
+        metavar="URL",
+        help="chat with a model served by vLLM, TGI, transformers serve, llama.cpp or Ollama, "
+        "e.g. http://127.0.0.1:8000/v1 (--model then names the server's model; default: its "
+        "first)",
+    )
+    remote.add_argument(
+        "--server-kind",
+        choices=("vllm", "tgi", "transformers", "llamacpp", "ollama", "openai"),
+        help="the server's kind, when detection guesses wrong (it decides which sampling "
+        "values are sent, and under which names)",
+    )
+    remote.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="the environment variable holding the API key (default: OPENAI_API_KEY when "
+        "set); the key itself is never saved or shown",
+    )
     parser.add_argument(
         "--quant",
         default="auto",
@@ -172,28 +192,29 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     for advice in params.advice():
         print(f"chatapp: note: {advice.message}", file=sys.stderr)
 
+    from chatapp.engine.chat_format import Message
     from chatapp.engine.context import ContextTooLong
-    from chatapp.engine.loading import ModelLoadError, silence_libraries
-
-    silence_libraries()
-    from chatapp.engine import LocalEngine, Message
+    from chatapp.engine.from_args import engine_from_args
+    from chatapp.engine.protocol import EngineError, ReplyInterrupted
 
     def progress(message: str, fraction: float | None) -> None:
         print(f"chatapp: {message}…", file=sys.stderr, flush=True)
 
     try:
-        engine = LocalEngine.load(
-            args.model,
-            quant=args.quant,
-            dtype=args.dtype,
-            progress=progress,
-            context=args.context,
-            chat_format=args.chat_format,
-        )
-    except ModelLoadError as exc:
+        engine = engine_from_args(args, progress)
+    except EngineError as exc:  # the model could not load, or the server cannot be used
         return _fail(str(exc), EXIT_LOAD)
     except KeyboardInterrupt:
         return _fail("interrupted while loading", EXIT_INTERRUPTED)
+    for warning in getattr(engine, "warnings", []):
+        print(f"chatapp: warning: {warning}", file=sys.stderr)
+    missing = engine.capabilities.unsupported([spec.name for spec in PARAMS])
+    if missing:
+        print(
+            f"chatapp: note: not supported by {engine.capabilities.kind}, so not sent: "
+            + ", ".join(missing),
+            file=sys.stderr,
+        )
     messages = []
     if args.system:
         messages.append(Message("system", args.system))
@@ -217,17 +238,21 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     try:
         stats = engine.stream_reply(messages, params, write)
     except KeyboardInterrupt:
+        engine.stop()
         sys.stdout.write("\n")
         print("chatapp: stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ReplyInterrupted as exc:
+        sys.stdout.write("\n")
+        return _fail(str(exc), EXIT_LOAD)
+    except EngineError as exc:
+        return _fail(str(exc), EXIT_LOAD)
     sys.stdout.write("\n")
     sys.stdout.flush()
     if args.stats:
         print(
-            f"chatapp: model {engine.loaded.name} ({engine.loaded.quant}, {engine.loaded.dtype}, "
-            f"{engine.loaded.device}) · {engine.chat_format} format · prompt "
-            f"{stats.prompt_tokens} tokens of {stats.window:,} · {stats.summary()} "
-            f"· {params.summary()}",
+            f"chatapp: model {engine.describe()} · prompt {stats.prompt_tokens} tokens · "
+            f"{stats.summary()} · {params.summary()}",
             file=sys.stderr,
         )
     return 0

@@ -117,6 +117,9 @@ def test_ctrl_c_mid_reply_exits_130(engine):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell that starts a job in the background (as a CI runner may) ignores SIGINT
+        # for it, and Python then keeps it ignored: give the child a terminal's default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = proc.stdout.read(1)  # the reply has started streaming

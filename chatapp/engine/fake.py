@@ -20,8 +20,8 @@ from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
 from chatapp.engine.local import EngineBusy
-from chatapp.engine.protocol import ReplyStats
-from chatapp.params import SamplingParams
+from chatapp.engine.protocol import Capabilities, ReplyStats
+from chatapp.params import PARAMS, SamplingParams
 
 
 @dataclass
@@ -65,6 +65,7 @@ class FakeTokenSource:
         *,
         pause_after: int | None = None,
         nominal_stats: bool = False,
+        capabilities: Capabilities | None = None,
     ) -> None:
         self.pieces = list(pieces) if pieces is not None else [f"word{i} " for i in range(20)]
         self.tokens_per_second = tokens_per_second
@@ -79,8 +80,29 @@ class FakeTokenSource:
         self.context_window = 4096
         self.resets = 0
         self.replays = 0
+        self.capabilities = capabilities or Capabilities(
+            kind="local",
+            supported=frozenset(spec.name for spec in PARAMS),
+            lens_note="made-up tables (fake source)",
+            what_if=False,
+        )
         self._stop = threading.Event()
         self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self.loaded.name
+
+    def describe(self) -> str:
+        loaded = self.loaded
+        return (
+            f"{loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
+            f"{self.chat_format} format · window {self.context_window:,} · "
+            f"loaded in {loaded.load_seconds:.1f} s"
+        )
+
+    def engine_label(self) -> str:
+        return f"fake · {self.chat_format}"
 
     @property
     def busy(self) -> bool:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
+
+from chatapp.engine.protocol import Candidate, StepRecord
+
+__all__ = ["Candidate", "LensPipeline", "LensRecorder", "StepRecord", "analyze_step"]
 
 STAGE_NAMES = {
     "RepetitionPenaltyLogitsProcessor": "repetition_penalty",
@@ -28,39 +31,6 @@ STAGE_NAMES = {
 _LOG2 = math.log(2)
 # Stages that reshape the table but never remove a token from it.
 _NON_FILTERS = {"repetition_penalty", "temperature"}
-
-
-@dataclass
-class Candidate:
-    """One row of the lens: a token and its probability after each stage."""
-
-    token_id: int
-    label: str
-    probs: list[float]  # raw first, then one per stage
-
-
-@dataclass
-class StepRecord:
-    """The next-token table of one generation step, stage by stage."""
-
-    index: int
-    stages: list[str]  # "raw" first
-    candidates: list[Candidate]
-    survivors: list[int]  # tokens with non-zero probability after each stage
-    entropy_before: float  # bits, raw distribution
-    entropy_after: float  # bits, final distribution
-    mass: list[float] = field(default_factory=list)  # total probability per stage (checks)
-    sampled_id: int | None = None
-    sampled_prob: float | None = None  # final probability of the drawn token
-    piece: str = ""  # the text this token completed in the reply
-    what_if: str | None = None  # set when recomputed for other parameters
-
-    @property
-    def sampled(self) -> Candidate | None:
-        for c in self.candidates:
-            if c.token_id == self.sampled_id:
-                return c
-        return None
 
 
 def readable_token(tokenizer: Any, token_id: int) -> str:

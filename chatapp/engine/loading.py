@@ -17,6 +17,7 @@ from typing import Any
 
 from chatapp import paths
 from chatapp.engine.chat_format import dialogue_chat_template
+from chatapp.engine.protocol import EngineError
 
 BUNDLED = "bundled"
 DEFAULT_GPU_MODEL = "google/gemma-2b-it"
@@ -32,7 +33,7 @@ def _no_progress(message: str, fraction: float | None) -> None:
     pass
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(EngineError):
     """A model that cannot load; ``str()`` is one line the user can act on."""
 
     def __init__(self, message: str, kind: str = "other") -> None:

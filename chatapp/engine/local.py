@@ -35,7 +35,7 @@ from chatapp.engine.lens import (
     build_processors,
 )
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
-from chatapp.engine.protocol import FinishReason, ReplyStats
+from chatapp.engine.protocol import Capabilities, FinishReason, ReplyStats
 from chatapp.engine.streaming import ReplyStreamer, StopOnEvent, StopOnText
 from chatapp.params import PARAMS, SamplingParams
 
@@ -47,6 +47,14 @@ __all__ = ["ContextPlan", "ContextTooLong", "EngineBusy", "LocalEngine", "ReplyS
 
 class EngineBusy(RuntimeError):
     """A second reply was asked for while one is still being generated."""
+
+
+LOCAL_CAPABILITIES = Capabilities(
+    kind="local",
+    supported=frozenset(spec.name for spec in PARAMS),
+    lens="stages",
+    lens_note="every sampling stage, computed here",
+)
 
 
 class LocalEngine:
@@ -106,6 +114,27 @@ class LocalEngine:
         """Load a model (see ``load_model``) and wrap it."""
         loaded = load_model(model, quant=quant, dtype=dtype, progress=progress)
         return cls(loaded, context=context, chat_format=chat_format)
+
+    # -- what it is -----------------------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        return LOCAL_CAPABILITIES
+
+    @property
+    def model_name(self) -> str:
+        return self.loaded.name
+
+    def describe(self) -> str:
+        loaded = self.loaded
+        return (
+            f"{loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
+            f"{self.chat_format} format · window {self.context_window:,} · "
+            f"loaded in {loaded.load_seconds:.1f} s"
+        )
+
+    def engine_label(self) -> str:
+        loaded = self.loaded
+        return f"local {loaded.quant} {loaded.dtype} {loaded.device} · {self.chat_format}"
 
     # -- state ----------------------------------------------------------------------------
     @property

@@ -1,11 +1,50 @@
-"""What every engine reports: a reply's statistics (plain data, no torch, no UI)."""
+"""What the app and the CLI know of an engine: the ``Engine`` protocol that the local,
+remote and fake engines implement, and the plain data they report (reply statistics,
+lens steps, capabilities). No torch, no UI."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chatapp.engine.chat_format import Message
+    from chatapp.engine.context import ContextPlan
+    from chatapp.params import SamplingParams
 
 FinishReason = Literal["eos", "length", "stopped"]
+LensKind = Literal["stages", "logprobs", "none"]
+
+
+class EngineError(RuntimeError):
+    """A failure the user should read: ``str()`` is one clear line."""
+
+
+class ReplyInterrupted(EngineError):
+    """The reply broke off (a server error or disconnect mid-stream); ``stats`` holds
+    what had arrived, so the partial reply is kept."""
+
+    def __init__(self, message: str, stats: ReplyStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do; the app and the CLI ask this, never ``hasattr``."""
+
+    kind: str  # "local", or the server's kind: vllm, tgi, transformers, llamacpp, ollama, openai
+    supported: frozenset[str]  # sampling parameters honoured
+    lens: LensKind = "stages"  # the lens: every stage (local), the server's final table, none
+    lens_note: str = ""  # why the lens shows what it shows (or nothing)
+    replay: bool = True  # the lens can be recomputed for a finished reply
+    what_if: bool = True  # a lens step can be recomputed under other values
+    chat_formats: tuple[str, ...] = ("turns", "dialogue", "raw")
+
+    def unsupported(self, names: Sequence[str]) -> list[str]:
+        return [n for n in names if n not in self.supported]
 
 
 @dataclass
@@ -51,3 +90,100 @@ class ReplyStats:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         return cls(text=text, **values)
+
+
+@dataclass
+class Candidate:
+    """One row of the lens: a token and its probability after each stage."""
+
+    token_id: int
+    label: str
+    probs: list[float]  # raw first, then one per stage
+
+
+@dataclass
+class StepRecord:
+    """The next-token table of one generation step, stage by stage."""
+
+    index: int
+    stages: list[str]  # "raw" first
+    candidates: list[Candidate]
+    survivors: list[int]  # tokens with non-zero probability after each stage
+    entropy_before: float  # bits, raw distribution
+    entropy_after: float  # bits, final distribution
+    mass: list[float] = field(default_factory=list)  # total probability per stage (checks)
+    sampled_id: int | None = None
+    sampled_prob: float | None = None  # final probability of the drawn token
+    piece: str = ""  # the text this token completed in the reply
+    what_if: str | None = None  # set when recomputed for other parameters
+    source: str = ""  # where the table came from when not the local stages (a server)
+
+    @property
+    def sampled(self) -> Candidate | None:
+        for c in self.candidates:
+            if c.token_id == self.sampled_id:
+                return c
+        return None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A source of replies: what the app and the CLI talk to."""
+
+    chat_format: str
+    preamble: str
+    context_window: int
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def busy(self) -> bool: ...
+
+    def describe(self) -> str:
+        """One line for the status bar: model, where it runs, format, window."""
+        ...
+
+    def engine_label(self) -> str:
+        """What produced a reply, kept with it in the history (no secrets)."""
+        ...
+
+    def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan: ...
+
+    def stream_reply(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        on_text: Callable[[str], None] = ...,
+        *,
+        lens: Any = None,
+        wait: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> ReplyStats: ...
+
+    def stop(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def what_if(
+        self,
+        messages: Sequence[Message],
+        reply_ids: Sequence[int],
+        step: int,
+        params: SamplingParams,
+        top_n: int = 10,
+        *,
+        fitted_for: SamplingParams | None = None,
+    ) -> StepRecord: ...
+
+    def replay_lens(
+        self,
+        messages: Sequence[Message],
+        token_ids: Sequence[int],
+        params: SamplingParams,
+        top_n: int = 10,
+        text: str | None = None,
+    ) -> list[StepRecord]: ...

@@ -9,6 +9,7 @@ from typing import Any
 
 from chatapp.engine.decoding import IncrementalDecoder
 from chatapp.engine.lens import LensRecorder
+from chatapp.engine.stops import StopStringFilter
 
 
 class ReplyStreamer:
@@ -31,13 +32,15 @@ class ReplyStreamer:
         self._on_text = on_text
         self._on_token = on_token
         self._lens = lens
-        self._stops = tuple(stop_strings)
-        self._held = ""
+        self._stops = StopStringFilter(stop_strings)
         self._prompt_seen = False
-        self.stop_string_seen = False
         self.first_token_at: float | None = None
         self.pieces: list[str] = []
         self.busy_seconds = 0.0  # time spent here: decoding and the callbacks
+
+    @property
+    def stop_string_seen(self) -> bool:
+        return self._stops.seen
 
     @property
     def text(self) -> str:
@@ -60,21 +63,7 @@ class ReplyStreamer:
         self.busy_seconds += time.perf_counter() - start
 
     def _take(self, piece: str) -> None:
-        if self.stop_string_seen or not piece:
-            return
-        if not self._stops:
-            self._emit(piece)
-            return
-        text = self._held + piece
-        hits = [text.find(s) for s in self._stops if s in text]
-        if hits:
-            self.stop_string_seen = True
-            self._held = ""
-            self._emit(text[: min(hits)])
-            return
-        keep = _longest_stop_prefix(text, self._stops)
-        self._held = text[len(text) - keep :] if keep else ""
-        self._emit(text[: len(text) - keep])
+        self._emit(self._stops.push(piece))
 
     def _emit(self, piece: str) -> None:
         if piece:
@@ -85,20 +74,7 @@ class ReplyStreamer:
 
     def end(self) -> None:
         self._take(self._decoder.flush())
-        if not self.stop_string_seen and self._held:
-            held, self._held = self._held, ""
-            self._emit(held)
-
-
-def _longest_stop_prefix(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that begins some stop string."""
-    best = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), best, -1):
-            if stop.startswith(text[-n:]):
-                best = n
-                break
-    return best
+        self._emit(self._stops.flush())
 
 
 class StopOnEvent:

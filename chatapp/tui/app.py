@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from textual import on
@@ -17,7 +18,9 @@ from textual.widgets import Footer, Static
 from chatapp.conversation import ChatSession
 from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextTooLong
+from chatapp.engine.from_args import engine_from_args
 from chatapp.engine.lens import LensRecorder
+from chatapp.engine.protocol import Engine
 from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
@@ -36,32 +39,6 @@ from chatapp.tui.widgets import LoadingView, PromptBox
 
 EngineFactory = Callable[[Callable[[str, "float | None"], None]], Any]
 DEFAULT_THEME = "chatapp-dark"
-
-
-def local_engine_factory(
-    model: str | None,
-    quant: str,
-    dtype: str,
-    context: int | None = None,
-    chat_format: str | None = None,
-) -> EngineFactory:
-    """Loads the real model (in the loader thread)."""
-
-    def factory(progress: Callable[[str, float | None], None]) -> Any:
-        from chatapp.engine import LocalEngine
-        from chatapp.engine.loading import silence_libraries
-
-        silence_libraries()
-        return LocalEngine.load(
-            model,
-            quant=quant,
-            dtype=dtype,
-            progress=progress,
-            context=context,
-            chat_format=chat_format,  # type: ignore[arg-type]
-        )
-
-    return factory
 
 
 class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]):
@@ -111,7 +88,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self.requested_theme = theme
         self.open_chat_id = chat_id
         self.continue_last = continue_last
-        self.source: Any = None
+        self.source: Engine | None = None  # set once the engine is ready
         self.load_error: str | None = None
         self._pending: list[str] = []
         self._streamed: list[str] = []
@@ -195,12 +172,11 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
     def _engine_ready(self, event: EngineReady) -> None:
         self.source = event.source
         self.query_one(LoadingView).display = False
-        loaded = self.source.loaded
-        self._set_status(
-            f"Ready · {loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
-            f"{self.source.chat_format} format · window {self.source.context_window:,} · "
-            f"loaded in {loaded.load_seconds:.1f} s"
-        )
+        self._set_status("Ready · " + self.source.describe())
+        for warning in getattr(self.source, "warnings", []):
+            self.notify(warning, title="Connection", severity="warning", timeout=15)
+        capabilities = self.source.capabilities
+        self.query_one(ParamPanel).mark_unsupported(capabilities.supported, capabilities.kind)
 
     @on(EngineFailed)
     def _engine_failed(self, event: EngineFailed) -> None:
@@ -273,10 +249,10 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         return self.session.chat.messages(upto)
 
     def _begin_version(self, index: int) -> None:
-        loaded = self.source.loaded
-        engine = f"local {loaded.quant} {loaded.dtype} {loaded.device} · {self.source.chat_format}"
         turn = self.session.chat.turns[index]
-        self.session.start_reply(turn, self.params, loaded.name, engine)
+        self.session.start_reply(
+            turn, self.params, self.source.model_name, self.source.engine_label()
+        )
 
     # -- actions ----------------------------------------------------------------------------
     def action_stop_reply(self) -> None:
@@ -327,9 +303,7 @@ def make_app(
     args: Any, params: SamplingParams, engine_factory: EngineFactory | None = None
 ) -> ChatApp:
     """The app as the command line configures it (shared by ``run_app`` and the tests)."""
-    factory = engine_factory or local_engine_factory(
-        args.model, args.quant, args.dtype, args.context, args.chat_format
-    )
+    factory = engine_factory or partial(engine_from_args, args)
     return ChatApp(
         factory,
         params,

@@ -18,6 +18,7 @@ STAGE_TITLES = {
     "top_p": "top-p",
     "min_p": "min-p",
     "typical_p": "typ-p",
+    "server": "server",
 }
 
 
@@ -32,6 +33,8 @@ def _pct(p: float) -> str:
 def render_step(step: StepRecord, position: str) -> Table:
     """A Rich table of the step: a row per candidate, a column per stage."""
     title = f"Step {position}"
+    if step.source:
+        title += f" · {step.source}"
     if step.what_if:
         title += f" · what-if: {step.what_if}"
     table = Table(title=title, title_justify="left", expand=True, box=None, pad_edge=False)
@@ -63,6 +66,12 @@ class LensView(Static):
             id="lens",
         )
         self.step: StepRecord | None = None
+
+    def explain(self, text: str) -> None:
+        """No table to show: say why (a server that returns no log-probabilities)."""
+        self.step = None
+        self.update(text)
+        self.styles.height = "auto"
 
     def show(self, step: StepRecord, position: str) -> None:
         self.step = step

@@ -72,7 +72,8 @@ class LensControls(_Base):
             and version.status != "streaming"
             and not version.lens_complete
             and bool(version.token_ids)
-            and hasattr(self.source, "replay_lens")
+            and self.source is not None
+            and self.source.capabilities.replay
         )
 
     def action_toggle_lens(self) -> None:
@@ -80,6 +81,9 @@ class LensControls(_Base):
         lens.display = not lens.display
         if self._recorder is not None:
             self._recorder.active = self.recording
+        if lens.display and self.source is not None and self.source.capabilities.lens == "none":
+            lens.explain("Probability lens: " + self.source.capabilities.lens_note + ".")
+            return
         if not lens.display or self.generating:
             return
         if self.lens_target is None:
@@ -88,6 +92,12 @@ class LensControls(_Base):
                 self.lens_target = (replies[-1], 10**9)  # its last step
         if self.lens_target is not None and self._needs_replay(self.lens_target[0].version):
             self._replay([self.lens_target[0]], show=True)
+        elif self.lens_target is not None and not self.lens_target[0].lens_steps:
+            lens.explain(
+                "Probability lens: this reply was not recorded, and "
+                + (self.source.capabilities.lens_note if self.source else "no model is loaded")
+                + ". With the lens on, the next reply is recorded."
+            )
         self._show_lens()
 
     def action_toggle_heat(self) -> None:
@@ -165,7 +175,8 @@ class LensControls(_Base):
             self.lens_target is None
             or self.generating
             or not self.query_one(LensView).display
-            or not hasattr(self.source, "what_if")
+            or self.source is None
+            or not self.source.capabilities.what_if
         ):
             return
         reply, index = self.lens_target

@@ -88,6 +88,7 @@ class ParamPanel(Vertical):
         self.errors: dict[str, str] = {}
         self._preset_names = preset_names
         self._focused_param = "do_sample"
+        self.unsupported: list[str] = []  # parameters the engine does not honour
 
     def compose(self) -> ComposeResult:
         yield Select(
@@ -114,6 +115,7 @@ class ParamPanel(Vertical):
             else:
                 yield ParamInput(spec, value)
         yield Static("", classes="param-error", id=f"error-{spec.name}")
+        yield Static("", classes="param-note", id=f"note-{spec.name}")
 
     def _show_error(self, name: str, text: str) -> None:
         error = self.query_one(f"#error-{name}", Static)
@@ -123,6 +125,7 @@ class ParamPanel(Vertical):
     def on_mount(self) -> None:
         for spec in PARAMS:
             self._show_error(spec.name, "")
+            self.query_one(f"#note-{spec.name}", Static).display = False
         self._refresh_state()
         self._show_help(self._focused_param)
 
@@ -183,6 +186,17 @@ class ParamPanel(Vertical):
         self.params = params
         self._refresh_state()
         self.post_message(self.Changed(self.params))
+
+    def mark_unsupported(self, supported: frozenset[str], kind: str) -> None:
+        """Mark the parameters the engine does not honour (a server's dialect): their
+        values are not sent, and each says so under its field."""
+        self.unsupported = [spec.name for spec in PARAMS if spec.name not in supported]
+        for spec in PARAMS:
+            off = spec.name in self.unsupported
+            self.query_one(f"#row-{spec.name}").set_class(off, "-unsupported")
+            note = self.query_one(f"#note-{spec.name}", Static)
+            note.update(f"not supported by {kind}" if off else "")
+            note.display = off
 
     def _refresh_state(self) -> None:
         ignored = self.params.ignored()

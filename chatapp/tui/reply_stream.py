@@ -11,6 +11,7 @@ from textual.widgets import Markdown
 
 from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
+from chatapp.engine.protocol import EngineError, ReplyInterrupted
 from chatapp.tui.chat import AssistantMessage, ChatPane
 from chatapp.tui.events import ReplyFinished
 
@@ -75,6 +76,10 @@ class ReplyStreaming(_Base):
             stats = self.source.stream_reply(
                 messages, params, self._on_piece, lens=recorder, cancel=cancel, wait=True
             )
+        except ReplyInterrupted as exc:  # the reply broke off: keep what arrived
+            stats, error = exc.stats, str(exc)
+        except EngineError as exc:
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown in the message
             error = f"{type(exc).__name__}: {exc}"
         self.post_message(ReplyFinished(index, version, stats, error))

@@ -1,0 +1,43 @@
+"""The engine the command line asks for: a server (``--server URL``) or a local model.
+
+A remote engine never imports torch or transformers, so ``chatapp --server URL`` starts
+quickly; the local model is imported only when it is the one asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chatapp.engine.protocol import Engine
+
+ProgressFn = Callable[[str, "float | None"], None]
+
+
+def engine_from_args(args: Any, progress: ProgressFn) -> Engine:
+    """Connect to ``args.server`` or load ``args.model``; raises EngineError or
+    ModelLoadError with one line for the user."""
+    if getattr(args, "server", None):
+        from chatapp.engine.remote import RemoteEngine
+
+        progress(f"Connecting to {args.server}", None)
+        return RemoteEngine(
+            args.server,
+            model=args.model,
+            kind=args.server_kind,
+            api_key_env=args.api_key_env,
+            chat_format=args.chat_format or "turns",
+            context=args.context,
+        )
+    from chatapp.engine import LocalEngine
+    from chatapp.engine.loading import silence_libraries
+
+    silence_libraries()
+    return LocalEngine.load(
+        args.model,
+        quant=args.quant,
+        dtype=args.dtype,
+        progress=progress,
+        context=args.context,
+        chat_format=args.chat_format,
+    )

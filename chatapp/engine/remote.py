@@ -1,0 +1,677 @@
+"""``RemoteEngine``: replies from a model served elsewhere, through the ``openai`` SDK.
+
+vLLM, Hugging Face TGI, ``transformers serve``, the llama.cpp server and Ollama all speak
+the OpenAI API, each with its own dialect for the sampling values the panel steers. The
+server's kind is detected (``--server-kind`` overrides it) and decides which values are
+sent, under which names, and which are not honoured (the panel and the CLI say so:
+nothing is dropped silently). Every honoured value is always sent, so the server's own
+defaults (vLLM applies the model's generation_config.json, Ollama sends temperature 1.0)
+never stand in for the panel's.
+
+Chat turns go to ``/v1/chat/completions`` (the server applies the model's template); the
+dialogue and raw formats go to ``/v1/completions`` with the prompt rendered here. Stop
+closes the HTTP stream, which is what makes these servers stop generating.
+
+Imports no torch and no transformers (an import-linter contract keeps it so).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from chatapp.engine.chat_format import DIALOGUE_PREAMBLE, DIALOGUE_STOPS, Message, render_prompt
+from chatapp.engine.context import ContextPlan, plan_context
+from chatapp.engine.protocol import (
+    Candidate,
+    Capabilities,
+    EngineError,
+    FinishReason,
+    ReplyInterrupted,
+    ReplyStats,
+    StepRecord,
+)
+from chatapp.engine.stops import StopStringFilter
+from chatapp.params import PARAMS, SamplingParams
+
+_END = object()  # the stream finished
+_STOPPED = object()  # stop() was called
+ALL_PARAMS = frozenset(spec.name for spec in PARAMS)
+# Honoured by every OpenAI-compatible server (do_sample off is sent as temperature 0).
+STANDARD = frozenset({"do_sample", "temperature", "top_p", "max_new_tokens", "seed"})
+TOP_LOGPROBS = 10
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 300.0  # between two chunks of a stream (a long prefill on a busy server)
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """One server's dialect: which of our values it honours, and their names there."""
+
+    name: str
+    label: str
+    extra: dict[str, str] = field(default_factory=dict)  # ours -> its top-level field
+    whole_config: bool = False  # the whole set as extra_body {"generation_config": json}
+    logprobs: bool = True  # returns top_logprobs in a stream
+    usage_option: bool = True  # accepts stream_options={"include_usage": true}
+
+    @property
+    def supported(self) -> frozenset[str]:
+        return ALL_PARAMS if self.whole_config else STANDARD | set(self.extra)
+
+
+KINDS: dict[str, ServerKind] = {
+    "vllm": ServerKind(
+        "vllm",
+        "vLLM",
+        {"top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty"},
+    ),
+    "tgi": ServerKind("tgi", "TGI", usage_option=False),
+    "transformers": ServerKind(
+        "transformers",
+        "transformers serve",
+        whole_config=True,
+        logprobs=False,
+        usage_option=False,
+    ),
+    "llamacpp": ServerKind(
+        "llamacpp",
+        "llama.cpp",
+        {
+            "top_k": "top_k",
+            "min_p": "min_p",
+            "typical_p": "typical_p",
+            "repetition_penalty": "repeat_penalty",
+        },
+    ),
+    "ollama": ServerKind("ollama", "Ollama", usage_option=False),  # its /v1 ignores top_k
+    "openai": ServerKind("openai", "an OpenAI-compatible server"),
+}
+
+
+def request_fields(
+    kind: ServerKind, params: SamplingParams, seed: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request's standard fields and its ``extra_body`` for ``params`` on ``kind``."""
+    if kind.whole_config:
+        config = {k: v for k, v in params.to_dict().items() if v is not None and k != "seed"}
+        return ({"seed": seed} if seed is not None else {}), {
+            "generation_config": json.dumps(config)
+        }
+    fields: dict[str, Any] = {"max_tokens": params.max_new_tokens, "top_p": params.top_p}
+    fields["temperature"] = params.temperature if params.do_sample else 0.0
+    if seed is not None:
+        fields["seed"] = seed
+    extra = {theirs: getattr(params, ours) for ours, theirs in kind.extra.items()}
+    return fields, extra
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def http_warning(url: str) -> str | None:
+    """A warning for plain http to another machine (None for https or loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or is_loopback(parts.hostname):
+        return None
+    return (
+        f"Plain http to {parts.hostname}: your messages (and any API key) cross the network "
+        f"unencrypted. An SSH tunnel keeps them private: ssh -N -L 8000:localhost:"
+        f"{parts.port or 80} {parts.hostname}, then --server http://127.0.0.1:8000/v1"
+    )
+
+
+def safe_url(url: str) -> str:
+    """The URL without any user:password part (never shown, logged or saved)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _Request:
+    """One streaming request: its stop flag, its queue of chunks, its HTTP stream."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.chunks: queue.Queue[Any] = queue.Queue()
+        self.stream: Any = None
+
+    def close(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - it may be closing already
+                pass
+
+
+class _NoTokenizer:
+    """Enough of a tokenizer for rendering the dialogue and raw formats as text: the
+    server adds its own BOS when it tokenises the prompt."""
+
+    bos_token = ""
+    chat_template = None
+
+
+class RemoteEngine:
+    """An OpenAI-compatible server, behind the same ``Engine`` protocol as the local model."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        kind: str | None = None,
+        api_key_env: str | None = None,
+        chat_format: str = "turns",
+        context: int | None = None,
+        timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env or (
+            "OPENAI_API_KEY" if os.environ.get("OPENAI_API_KEY") else None
+        )
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise EngineError(
+                "--server needs an http(s) URL such as http://host:8000/v1, got "
+                f"{safe_url(base_url)!r}"
+            )
+        self.warnings = [w for w in (http_warning(self.base_url),) if w]
+        self.timeout = timeout
+        self.client = self._client()
+        self.chat_format = chat_format
+        self.preamble = DIALOGUE_PREAMBLE
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._request: _Request | None = None  # the reply being streamed
+        self._started = time.perf_counter()
+        info = self._probe(detect=kind is None)
+        self.models: list[str] = info["models"]
+        self.kind = KINDS[kind] if kind else KINDS[info["kind"]]
+        self.model = model or (self.models[0] if self.models else "")
+        if not self.model:
+            raise EngineError(
+                f"The server at {safe_url(self.base_url)} lists no models; name one with --model"
+            )
+        if model and self.models and model not in self.models:
+            raise EngineError(self._no_such_model(model))
+        window = info.get("window") or 0
+        self.context_window = min(context, window) if (context and window) else (context or window)
+        self.connect_seconds = time.perf_counter() - self._started
+
+    # -- connecting -----------------------------------------------------------------------
+    def _client(self) -> Any:
+        from openai import OpenAI, Timeout
+
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return OpenAI(
+            base_url=self.base_url,
+            api_key=key or "none",  # servers without auth take any key
+            max_retries=0,
+            timeout=Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
+        )
+
+    def _probe(self, detect: bool = True) -> dict[str, Any]:
+        """The server's models, kind and context window (from what each kind exposes)."""
+        try:
+            listing = self.client.models.list()
+        except Exception as exc:  # noqa: BLE001 - turned into one clear line
+            raise EngineError(self.explain(exc)) from None
+        models = [m.id for m in listing.data]
+        raw = [m.model_dump() if hasattr(m, "model_dump") else {} for m in listing.data]
+        owners = {str(r.get("owned_by", "")) for r in raw}
+        window = next((int(r["max_model_len"]) for r in raw if r.get("max_model_len")), 0)
+        kind = "vllm" if "vllm" in owners else "llamacpp" if "llamacpp" in owners else None
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        if kind is None:
+            kind = self._probe_paths(root) if detect else "openai"
+        if kind == "llamacpp" and not window:
+            props = self._get_json(root + "/props")
+            settings = (props or {}).get("default_generation_settings", {})
+            window = int(settings.get("n_ctx", 0) or 0)
+        return {"models": models, "kind": kind, "window": window}
+
+    @staticmethod
+    def _get_json(url: str) -> Any:
+        """A probe: the JSON at ``url``, or None (not there, not JSON, unreachable)."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - http(s) only
+                return json.loads(response.read().decode("utf-8"))
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+
+    def _probe_paths(self, root: str) -> str:
+        version = self._get_json(root + "/api/version")
+        if isinstance(version, dict) and "version" in version:
+            return "ollama"
+        info = self._get_json(root + "/info")
+        if isinstance(info, dict) and "model_id" in info and "router" in str(info).lower():
+            return "tgi"
+        if isinstance(info, dict) and "model_id" in info and "max_total_tokens" in info:
+            return "tgi"
+        api = self._get_json(root + "/openapi.json")
+        paths = set((api or {}).get("paths", {})) if isinstance(api, dict) else set()
+        if "/load_model" in paths:
+            return "transformers"
+        if "/tokenize" in paths and "/version" in paths:
+            return "vllm"
+        props = self._get_json(root + "/props")
+        if isinstance(props, dict) and "default_generation_settings" in props:
+            return "llamacpp"
+        return "openai"
+
+    # -- what it is -----------------------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        if self.kind.logprobs:
+            note = (
+                f"the final distribution {self.kind.label} sampled from (its top "
+                f"{TOP_LOGPROBS} log-probabilities); the stage-by-stage table is a local-"
+                "model feature"
+            )
+        else:
+            note = (
+                f"{self.kind.label} returns no log-probabilities, so the lens has nothing "
+                "to show for its replies (a local model shows every stage)"
+            )
+        return Capabilities(
+            kind=self.kind.name,
+            supported=self.kind.supported,
+            lens="logprobs" if self.kind.logprobs else "none",
+            lens_note=note,
+            replay=False,
+            what_if=False,
+            chat_formats=("turns", "dialogue", "raw"),
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def describe(self) -> str:
+        window = f"window {self.context_window:,}" if self.context_window else "window unknown"
+        return (
+            f"{self.model} on {self.kind.label} at {safe_url(self.base_url)} · "
+            f"{self.chat_format} format · {window} · connected in {self.connect_seconds:.1f} s"
+        )
+
+    def engine_label(self) -> str:
+        return f"remote {self.kind.name} {safe_url(self.base_url)} · {self.chat_format}"
+
+    def unsupported_note(self) -> str:
+        missing = [spec.name for spec in PARAMS if spec.name not in self.kind.supported]
+        if not missing:
+            return ""
+        return f"not supported by {self.kind.label}: " + ", ".join(missing)
+
+    # -- prompts --------------------------------------------------------------------------
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """An estimate (no tokenizer here): about one token per 3 characters."""
+        chars = sum(len(m.content) + 8 for m in messages)
+        return [0] * (chars // 3 + 1)
+
+    def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan:
+        window = self.context_window or 10**9  # unknown: the server says if it is too long
+        return plan_context(self.encode, messages, params.max_new_tokens, window)
+
+    # -- generation -------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the running reply at once: the reply returns what it has, and the stream
+        is closed, which is what makes the server stop generating."""
+        self._cancel.set()
+        request = self._request
+        if request is not None:
+            request.chunks.put(_STOPPED)
+            request.close()
+
+    def _open_stream(self, call: Callable[[], Any]) -> _Request:
+        """Start the request on a reader thread that queues its chunks (then _END, or the
+        exception): the reply loop waits on the queue, so a stop never waits for the
+        server's next chunk (a blocked read cannot be interrupted from outside)."""
+        request = _Request(self._cancel)
+        self._request = request
+
+        def read() -> None:
+            try:
+                request.stream = call()
+                if request.cancel.is_set():
+                    return
+                for chunk in request.stream:
+                    request.chunks.put(chunk)
+                    if request.cancel.is_set():
+                        return
+                request.chunks.put(_END)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reply loop
+                request.chunks.put(exc)
+            finally:
+                if request.cancel.is_set():
+                    request.close()
+
+        threading.Thread(target=read, name="remote-stream", daemon=True).start()
+        return request
+
+    def reset(self) -> None:
+        """Nothing is kept here between replies (the server keeps its own prefix cache)."""
+
+    def what_if(self, *args: Any, **kwargs: Any) -> StepRecord:
+        raise EngineError("What-if needs a local model (a server gives one distribution).")
+
+    def replay_lens(self, *args: Any, **kwargs: Any) -> list[StepRecord]:
+        raise EngineError("A server's lens exists only for replies recorded while the lens was on.")
+
+    def stream_reply(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        on_text: Callable[[str], None] = lambda piece: None,
+        *,
+        lens: Any = None,
+        wait: bool = False,
+        cancel: threading.Event | None = None,
+        **_: Any,
+    ) -> ReplyStats:
+        """Stream one reply from the server; raises ``EngineError`` (one clear line) or
+        ``ReplyInterrupted`` (with the partial reply) when it fails."""
+        if not self._lock.acquire(blocking=wait):
+            raise EngineError("A reply is already being generated; stop it (Esc) or wait.")
+        try:
+            self._cancel = cancel if cancel is not None else threading.Event()
+            return self._stream_reply(messages, params, on_text, lens)
+        finally:
+            self._request = None
+            self._lock.release()
+
+    def _stream_reply(
+        self,
+        messages: Sequence[Message],
+        params: SamplingParams,
+        on_text: Callable[[str], None],
+        lens: Any,
+    ) -> ReplyStats:
+        start = time.perf_counter()
+        plan = self.plan(messages, params)
+        if plan.clipped:
+            params = params.replace(max_new_tokens=plan.max_new_tokens)
+        seed = None
+        if params.do_sample:
+            seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
+        fields, extra = request_fields(self.kind, params, seed)
+        want_logprobs = self.kind.logprobs and lens is not None and getattr(lens, "active", False)
+        chat = self.chat_format == "turns"
+        stops = StopStringFilter(DIALOGUE_STOPS if self.chat_format == "dialogue" else ())
+        if self.chat_format == "dialogue":
+            fields["stop"] = list(DIALOGUE_STOPS)
+        if want_logprobs:
+            fields.update(
+                {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+                if chat
+                else {"logprobs": TOP_LOGPROBS}
+            )
+        if self.kind.usage_option:
+            fields["stream_options"] = {"include_usage": True}
+        pieces: list[str] = []
+        state = {"first": None, "tokens": 0, "finish": None, "usage": None, "step": 0}
+
+        def emit(text: str) -> None:
+            shown = stops.push(text)
+            if shown:
+                pieces.append(shown)
+                on_text(shown)
+
+        def stats(reason: FinishReason) -> ReplyStats:
+            elapsed = time.perf_counter() - start
+            usage = state["usage"]
+            first = state["first"]
+            return ReplyStats(
+                prompt_tokens=getattr(usage, "prompt_tokens", None) or plan.used,
+                new_tokens=getattr(usage, "completion_tokens", None) or state["tokens"],
+                time_to_first_token=(first - start) if first is not None else elapsed,
+                elapsed=elapsed,
+                finish_reason=reason,
+                text="".join(pieces),
+                left_out=plan.left_out,
+                window=self.context_window,
+                max_new_tokens=params.max_new_tokens,
+                clipped=plan.clipped,
+                seed=seed,
+            )
+
+        if self._cancel.is_set():
+            return stats("stopped")
+        if chat:
+            request = partial(
+                self.client.chat.completions.create,
+                messages=[{"role": m.role, "content": m.content} for m in plan.messages],
+            )
+        else:
+            prompt = render_prompt(_NoTokenizer(), plan.messages, self.chat_format, self.preamble)  # type: ignore[arg-type]
+            request = partial(self.client.completions.create, prompt=prompt)
+        running = self._open_stream(
+            partial(request, model=self.model, stream=True, extra_body=extra, **fields)
+        )
+        try:
+            while True:
+                chunk = running.chunks.get()
+                if chunk is _END or chunk is _STOPPED:
+                    break
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                if getattr(chunk, "usage", None):
+                    state["usage"] = chunk.usage
+                for choice in chunk.choices[:1]:
+                    text = (choice.delta.content or "") if chat else (choice.text or "")
+                    steps = self._lens_steps(choice, chat, state) if want_logprobs else []
+                    if text or steps:
+                        if state["first"] is None:
+                            state["first"] = time.perf_counter()
+                        state["tokens"] += max(1, len(steps))
+                    for step in steps:
+                        lens.add_step(step)
+                    before = len(pieces)
+                    emit(text)
+                    if steps and len(pieces) > before:
+                        steps[-1].piece = "".join(pieces[before:])
+                    if choice.finish_reason:
+                        state["finish"] = choice.finish_reason
+                if stops.seen or self._cancel.is_set():
+                    break
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
+            if self._cancel.is_set():
+                return stats("stopped")
+            message = self.explain(exc)
+            if pieces:
+                raise ReplyInterrupted(
+                    message + " The reply so far is kept.", stats("stopped")
+                ) from None
+            raise EngineError(message) from None
+        finally:
+            running.close()
+        if self._cancel.is_set():
+            return stats("stopped")
+        tail = stops.flush()
+        if tail:
+            pieces.append(tail)
+            on_text(tail)
+        if stops.seen:
+            return stats("eos")
+        if state["finish"] is None:
+            raise ReplyInterrupted(
+                f"The stream from {safe_url(self.base_url)} ended without finishing the reply "
+                "(the server went away?). The reply so far is kept.",
+                stats("stopped"),
+            )
+        return stats("length" if state["finish"] == "length" else "eos")
+
+    def _lens_steps(self, choice: Any, chat: bool, state: dict[str, Any]) -> list[StepRecord]:
+        """One lens step per token of the chunk, from the server's top log-probabilities."""
+        logprobs = getattr(choice, "logprobs", None)
+        if logprobs is None:
+            return []
+        rows: list[tuple[str, float, list[tuple[str, float]]]] = []
+        if chat:
+            for entry in getattr(logprobs, "content", None) or []:
+                top = [(t.token, t.logprob) for t in (entry.top_logprobs or [])]
+                rows.append((entry.token, entry.logprob, top))
+        else:
+            tokens = getattr(logprobs, "tokens", None) or []
+            chosen = getattr(logprobs, "token_logprobs", None) or []
+            tops = getattr(logprobs, "top_logprobs", None) or []
+            for i, token in enumerate(tokens):
+                top = (
+                    sorted((tops[i] or {}).items(), key=lambda kv: -kv[1]) if i < len(tops) else []
+                )
+                rows.append((token, chosen[i] if i < len(chosen) else -math.inf, top))
+        steps = []
+        for token, logprob, top in rows:
+            steps.append(_logprob_step(state["step"], token, logprob, top, self.kind.label))
+            state["step"] += 1
+        return steps
+
+    # -- errors -------------------------------------------------------------------------------
+    def _no_such_model(self, model: str) -> str:
+        have = ", ".join(self.models[:10]) or "none"
+        return f"The server at {safe_url(self.base_url)} has no model {model!r}; it has: {have}"
+
+    def explain(self, exc: Exception) -> str:
+        """One line that says what went wrong and what to do (never the API key)."""
+        import openai
+
+        url = safe_url(self.base_url)
+        if isinstance(exc, openai.APITimeoutError):
+            return f"The server at {url} did not answer in time ({exc.__class__.__name__})."
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            text = str(cause).lower()
+            if (
+                "name or service not known" in text
+                or "nodename nor servname" in text
+                or ("getaddrinfo" in text)
+                or "name resolution" in text
+            ):
+                return f"Cannot reach {url}: the host name {urlsplit(url).hostname!r} is not known."
+            if "refused" in text:
+                return f"Cannot reach {url}: connection refused (is the server running, on that port?)."
+            if "ssl" in text or "certificate" in text or "tls" in text:
+                return f"Cannot reach {url}: the TLS handshake failed ({cause})."
+            return f"Cannot reach {url}: {cause}"
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            if self.api_key_env:
+                return (
+                    f"The server at {url} refused the API key from ${self.api_key_env} "
+                    f"({exc.status_code})."
+                )
+            return (
+                f"The server at {url} wants an API key ({exc.status_code}): put it in an "
+                "environment variable and name it with --api-key-env (default OPENAI_API_KEY)."
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return self._no_such_model(self.model)
+        if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+            detail = _detail(exc)
+            if (
+                self.model
+                and f"'{self.model}'" not in detail
+                and "model" in detail.lower()
+                and ("requested" in detail or "not found" in detail or "does not exist" in detail)
+            ):
+                return self._no_such_model(self.model)
+            if "requested" in detail and "model" in detail.lower():
+                return self._no_such_model(self.model)
+            names = [
+                n
+                for n in (
+                    *[s.name for s in PARAMS],
+                    *KINDS[self.kind.name].extra.values(),
+                    "temperature",
+                    "top_p",
+                    "max_tokens",
+                    "seed",
+                    "logprobs",
+                    "top_logprobs",
+                    "stop",
+                    "generation_config",
+                )
+                if n in detail
+            ]
+            which = f" (parameter: {', '.join(dict.fromkeys(names))})" if names else ""
+            return f"The server rejected the request{which}: {detail}"
+        if isinstance(exc, openai.InternalServerError | openai.APIStatusError):
+            return (
+                f"The server at {url} failed ({getattr(exc, 'status_code', '?')}): {_detail(exc)}"
+            )
+        return f"The connection to {url} broke mid-reply ({exc.__class__.__name__}: {exc})."
+
+
+def _detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        for key in ("detail", "message", "error"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if value:
+                return str(value)
+    return str(getattr(exc, "message", exc))
+
+
+def _logprob_step(
+    index: int, token: str, logprob: float, top: list[tuple[str, float]], label: str
+) -> StepRecord:
+    """A lens step from a server's log-probabilities: one column, the final distribution."""
+    ids: dict[str, int] = {}
+
+    def token_id(text: str) -> int:
+        return ids.setdefault(text, len(ids))
+
+    candidates = [
+        Candidate(token_id(t), _visible(t), [math.exp(lp)]) for t, lp in top if lp > -math.inf
+    ]
+    chosen = token_id(token)
+    if all(c.token_id != chosen for c in candidates):
+        candidates.append(Candidate(chosen, _visible(token), [math.exp(logprob)]))
+    probs = [c.probs[0] for c in candidates]
+    mass = sum(probs)
+    entropy = -sum(p * math.log2(p) for p in probs if p > 0)
+    return StepRecord(
+        index=index,
+        stages=["server"],
+        candidates=candidates,
+        survivors=[len(candidates)],
+        entropy_before=entropy,
+        entropy_after=entropy,
+        mass=[mass],
+        sampled_id=chosen,
+        sampled_prob=math.exp(logprob) if logprob > -math.inf else 0.0,
+        source=f"{label}'s final distribution (top {len(top)} log-probabilities; "
+        f"{mass * 100:.0f}% of the mass)",
+    )
+
+
+def _visible(token: str) -> str:
+    return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
