@@ -20,68 +20,11 @@ from chatapp.engine.protocol import EngineError, ReplyInterrupted
 from chatapp.engine.remote import KINDS, RemoteEngine, http_warning, request_fields, safe_url
 from chatapp.params import SamplingParams
 from tests.openai_stub import StubServer
+from tests.serve_helper import free_port, start_transformers_serve, stop_server
 from tests.test_lens_tui import lens_text
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = [Message("user", "Tell me about the sea.")]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_transformers_serve(model_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``transformers serve`` on 127.0.0.1 with the converted bundled model, on the CPU;
-    returns once it answers."""
-    import urllib.request
-
-    port = _free_port()
-    exe = Path(sys.executable).parent / "transformers"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            str(model_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-            "--dtype",
-            "float32",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("transformers serve exited while starting")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return proc, f"http://127.0.0.1:{port}/v1"
-        except OSError:
-            time.sleep(0.3)
-    stop_server(proc)
-    raise RuntimeError("transformers serve did not start within 180 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +160,7 @@ def test_a_server_killed_mid_reply_keeps_the_partial_reply(engine):
 
 # -- errors, one line each ---------------------------------------------------------------
 def test_connection_refused_is_one_clear_line(capsys):
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(EngineError) as caught:
         RemoteEngine(url)
     assert (

@@ -263,20 +263,20 @@ class RemoteEngine:
             return None
 
     def _probe_paths(self, root: str) -> str:
-        version = self._get_json(root + "/api/version")
-        if isinstance(version, dict) and "version" in version:
-            return "ollama"
-        info = self._get_json(root + "/info")
-        if isinstance(info, dict) and "model_id" in info and "router" in str(info).lower():
-            return "tgi"
-        if isinstance(info, dict) and "model_id" in info and "max_total_tokens" in info:
-            return "tgi"
+        """The kind, from what each server exposes besides the OpenAI API (FastAPI's
+        schema first: one request tells vLLM and transformers serve apart)."""
         api = self._get_json(root + "/openapi.json")
-        paths = set((api or {}).get("paths", {})) if isinstance(api, dict) else set()
+        paths = set(api.get("paths", {})) if isinstance(api, dict) else set()
         if "/load_model" in paths:
             return "transformers"
         if "/tokenize" in paths and "/version" in paths:
             return "vllm"
+        version = self._get_json(root + "/api/version")
+        if isinstance(version, dict) and "version" in version:
+            return "ollama"
+        info = self._get_json(root + "/info")
+        if isinstance(info, dict) and "model_id" in info:
+            return "tgi"
         props = self._get_json(root + "/props")
         if isinstance(props, dict) and "default_generation_settings" in props:
             return "llamacpp"
