@@ -206,7 +206,7 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
         return _fail(str(exc), EXIT_LOAD)
     except KeyboardInterrupt:
         return _fail("interrupted while loading", EXIT_INTERRUPTED)
-    for warning in getattr(engine, "warnings", []):
+    for warning in engine.warnings:
         print(f"chatapp: warning: {warning}", file=sys.stderr)
     missing = engine.capabilities.unsupported([spec.name for spec in PARAMS])
     if missing:

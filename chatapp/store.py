@@ -98,7 +98,7 @@ class ChatStore:
         self._placeholder_id = 0
         self._writable = True
         try:
-            self._db = self._open()
+            self._db = self._open_waiting()
         except (sqlite3.Error, OSError) as exc:
             self.problem = (
                 f"Chat history {self.path} could not be read ({exc}). It was left as it "
@@ -119,11 +119,28 @@ class ChatStore:
         db.execute("PRAGMA foreign_keys = ON")
         return db
 
+    def _open_waiting(self, patience: float = 15.0) -> sqlite3.Connection:
+        """Open the file; while another instance holds it (creating or upgrading it),
+        wait for it: a busy file is not a damaged one."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect(self.path)
         try:
+            # One read transaction: another instance may be creating the file meanwhile.
+            db.execute("BEGIN")
             version = db.execute("PRAGMA user_version").fetchone()[0]  # reads the header
+            empty = self._is_empty(db)
+            db.execute("COMMIT")
             if version > SCHEMA_VERSION:
                 db.close()
                 self.read_only = True
@@ -135,7 +152,7 @@ class ChatStore:
                     "this run's new chats are not saved."
                 )
                 return self._connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
-            if version > 0 or self._is_empty(db):
+            if version > 0 or empty:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
             else:

@@ -126,7 +126,10 @@ import sys, time
 from chatapp.store import ChatStore
 from chatapp.conversation import ChatSession
 from chatapp.params import SamplingParams
+print("ready", flush=True)
+sys.stdin.readline()  # both open the new file at the same moment
 store = ChatStore()
+assert store.problem is None, store.problem
 name = sys.argv[1]
 for i in range(25):
     session = ChatSession(store)
@@ -134,6 +137,7 @@ for i in range(25):
     version = session.start_reply(turn, SamplingParams(), "m", "e")
     for j in range(4):
         session.stream_text(version, f"{name} reply {i} part {j}", force=True)
+assert store.persistent, store.problem
 print("done", flush=True)
 """
 
@@ -141,9 +145,21 @@ print("done", flush=True)
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     env = {**os.environ, "CHATAPP_DATA_DIR": str(tmp_path)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, name], env=env, cwd=ROOT)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER_SCRIPT, name],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for name in ("alpha", "beta")
     ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     store = ChatStore(tmp_path / "chats.db")
     titles = sorted(c.title for c in store.list_chats())

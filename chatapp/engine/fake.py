@@ -80,6 +80,7 @@ class FakeTokenSource:
         self.context_window = 4096
         self.resets = 0
         self.replays = 0
+        self.warnings: list[str] = []
         self.capabilities = capabilities or Capabilities(
             kind="local",
             supported=frozenset(spec.name for spec in PARAMS),

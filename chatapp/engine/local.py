@@ -92,6 +92,7 @@ class LocalEngine:
         self.context_window = min(context, model_window) if context else model_window
         self.chat_format: ChatFormat = chat_format or default_format(self.tokenizer, loaded.name)
         self.preamble = DIALOGUE_PREAMBLE
+        self.warnings: list[str] = []
         self.reuse_cache = True  # off: every request prefills from scratch (benchmarks)
         self.prefill_chunk = _first_chunk(self.model)  # then sized from measured speed
         self._lock = threading.Lock()

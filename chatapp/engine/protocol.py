@@ -133,6 +133,7 @@ class Engine(Protocol):
     chat_format: str
     preamble: str
     context_window: int
+    warnings: list[str]  # said once when the engine is ready (plain http to a server, …)
 
     @property
     def capabilities(self) -> Capabilities: ...

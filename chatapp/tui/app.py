@@ -173,7 +173,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self.source = event.source
         self.query_one(LoadingView).display = False
         self._set_status("Ready · " + self.source.describe())
-        for warning in getattr(self.source, "warnings", []):
+        for warning in self.source.warnings:
             self.notify(warning, title="Connection", severity="warning", timeout=15)
         capabilities = self.source.capabilities
         self.query_one(ParamPanel).mark_unsupported(capabilities.supported, capabilities.kind)
