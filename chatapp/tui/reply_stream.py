@@ -122,7 +122,8 @@ class ReplyStreaming(_Base):
         elif stats is not None and reply is not None:
             self._show_context(reply, stats)
             used = stats.prompt_tokens + stats.new_tokens
-            self._set_status(f"Done · {stats.summary()} · context {used:,}/{stats.window:,}")
+            window = f"/{stats.window:,}" if stats.window else " (the server's window is unknown)"
+            self._set_status(f"Done · {stats.summary()} · context {used:,}{window}")
 
     def _show_context(self, reply: AssistantMessage, stats: Any) -> None:
         """Say at the reply what the window forced, and dim the turns left out."""
