@@ -29,6 +29,7 @@ class StubServer:
         self.pieces = pieces if pieces is not None else ["Hello", " there", "."]
         self.models = models or [{"id": "stub-model", "object": "model", "owned_by": "stub"}]
         self.status = status
+        self.post_status = 200  # answer replies with this (500: a failing server)
         self.hang = hang
         self.delay = delay
         self.extra_paths = extra_paths or {}
@@ -87,6 +88,9 @@ class StubServer:
                     return
                 if stub.status != 200:
                     self._json(stub.status, {"error": {"message": "Unauthorized"}})
+                    return
+                if stub.post_status != 200:
+                    self._json(stub.post_status, {"error": {"message": "CUDA out of memory"}})
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

@@ -459,3 +459,26 @@ async def test_chatting_through_transformers_serve_in_the_app(served):
         assert len(reply.versions) == 2
     chats = ChatStore().list_chats()
     assert [c.title for c in chats] == ["Name a colour."]
+
+
+async def test_a_failing_server_is_said_at_the_reply_and_ctrl_r_retries():
+    from chatapp.tui.app import ChatApp
+    from chatapp.tui.chat import AssistantMessage
+    from tests.tui_helpers import ready, send, wait_for
+
+    with StubServer() as stub:
+        remote = RemoteEngine(stub.url, kind="vllm")
+        app = ChatApp(lambda progress: remote)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ready(pilot)
+            stub.post_status = 500
+            await send(pilot, "hi")
+            reply = app.query_one(AssistantMessage)
+            failed = reply.version
+            assert failed.status == "error" and "failed (500): CUDA out of memory" in failed.error
+            assert "error: The server at http://127.0.0.1" in str(reply.query_one(".meta").render())
+            stub.post_status = 200
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: app.replies_done == 2)
+            assert [v.status for v in reply.versions] == ["error", "done"]
+            assert reply.text == "Hello there."

@@ -4,16 +4,19 @@ are mixins from their own modules."""
 
 from __future__ import annotations
 
+import argparse
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.theme import Theme
+from textual.timer import Timer
 from textual.widgets import Footer, Static
+from textual.widgets.markdown import MarkdownStream
 
 from chatapp.conversation import ChatSession
 from chatapp.engine.chat_format import Message
@@ -37,7 +40,7 @@ from chatapp.tui.reply_stream import ReplyStreaming
 from chatapp.tui.themes import load_themes
 from chatapp.tui.widgets import LoadingView, PromptBox
 
-EngineFactory = Callable[[Callable[[str, "float | None"], None]], Any]
+EngineFactory = Callable[[Callable[[str, "float | None"], None]], Engine]
 DEFAULT_THEME = "chatapp-dark"
 
 
@@ -93,9 +96,9 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._pending: list[str] = []
         self._streamed: list[str] = []
         self._pending_lock = threading.Lock()
-        self._stream: Any = None
+        self._stream: MarkdownStream | None = None
         self._reply_widget: AssistantMessage | None = None
-        self._flush_timer: Any = None
+        self._flush_timer: Timer | None = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark
         self.stream_repairs = 0  # replies whose streamed text had to be replaced at the end
         self._cancel = threading.Event()
@@ -148,7 +151,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         elif self.continue_last:
             self.notify("No saved chat to continue yet: this is a new one.")
 
-    def _remember_theme(self, theme: Any) -> None:
+    def _remember_theme(self, theme: Theme) -> None:
         if theme.name != self.settings.get("theme"):
             self.settings.set("theme", theme.name)
 
@@ -300,7 +303,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
 
 
 def make_app(
-    args: Any, params: SamplingParams, engine_factory: EngineFactory | None = None
+    args: argparse.Namespace, params: SamplingParams, engine_factory: EngineFactory | None = None
 ) -> ChatApp:
     """The app as the command line configures it (shared by ``run_app`` and the tests)."""
     factory = engine_factory or partial(engine_from_args, args)
@@ -315,7 +318,7 @@ def make_app(
     )
 
 
-def run_app(args: Any, params: SamplingParams) -> int:
+def run_app(args: argparse.Namespace, params: SamplingParams) -> int:
     """Open the app (``chatapp`` with no --prompt)."""
     app = make_app(args, params)
     app.run()

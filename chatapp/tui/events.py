@@ -53,19 +53,26 @@ class LensReplayed(Message):
     """The lens steps of a finished reply, recomputed from its token ids."""
 
     def __init__(
-        self, turn_index: int, version: ReplyVersion, steps: list[StepRecord], show: bool
+        self,
+        turn_index: int,
+        version: ReplyVersion,
+        steps: list[StepRecord],
+        show: bool,
+        error: str | None = None,
     ) -> None:
         super().__init__()
         self.turn_index = turn_index
         self.version = version
         self.steps = steps
         self.show = show
+        self.error = error
 
 
 class WhatIfReady(Message):
-    """One step recomputed under the panel's values."""
+    """One step recomputed under the panel's values (``step`` None: ``error`` says why)."""
 
-    def __init__(self, step: StepRecord, position: str) -> None:
+    def __init__(self, step: StepRecord | None, position: str, error: str | None = None) -> None:
         super().__init__()
         self.step = step
         self.position = position
+        self.error = error

@@ -8,11 +8,12 @@ stored token ids and parameters on first use.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import work
 
 from chatapp.conversation import ReplyVersion
+from chatapp.engine.chat_format import Message
 from chatapp.params import SamplingParams
 from chatapp.tui.chat import AssistantMessage, ChatPane
 from chatapp.tui.events import LensReplayed, WhatIfReady
@@ -142,19 +143,22 @@ class LensControls(_Base):
         self._replay_worker(jobs, show)
 
     @work(thread=True, exclusive=True, group="lens", name="lens replay")
-    def _replay_worker(self, jobs: list[tuple[int, ReplyVersion, Any]], show: bool) -> None:
+    def _replay_worker(
+        self, jobs: list[tuple[int, ReplyVersion, list[Message]]], show: bool
+    ) -> None:
         for turn_index, version, messages in jobs:
             try:
                 steps = self.source.replay_lens(
                     messages, version.token_ids, version.params, text=version.text
                 )
             except Exception as exc:  # noqa: BLE001 - shown to the user
-                self.post_message(LensReplayed(turn_index, version, [], show))
-                self.call_from_thread(self.notify, f"Lens failed: {exc}", severity="warning")
+                self.post_message(LensReplayed(turn_index, version, [], show, str(exc)))
                 return
             self.post_message(LensReplayed(turn_index, version, steps, show))
 
     def on_lens_replayed(self, event: LensReplayed) -> None:
+        if event.error:
+            self.notify(f"Lens failed: {event.error}", severity="warning")
         if not event.steps:
             return
         event.version.lens_steps = event.steps
@@ -192,7 +196,7 @@ class LensControls(_Base):
 
     @work(thread=True, exclusive=True, group="what-if", name="what-if")
     def _compute_what_if(
-        self, version: ReplyVersion, messages: Any, index: int, params: SamplingParams
+        self, version: ReplyVersion, messages: list[Message], index: int, params: SamplingParams
     ) -> None:
         try:
             position = version.lens_steps[index].index
@@ -200,9 +204,12 @@ class LensControls(_Base):
                 messages, version.token_ids, position, params, fitted_for=version.params
             )
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.call_from_thread(self.notify, f"What-if failed: {exc}", severity="warning")
+            self.post_message(WhatIfReady(None, "", f"What-if failed: {exc}"))
             return
         self.post_message(WhatIfReady(step, f"{index + 1}/{len(version.lens_steps)}"))
 
     def on_what_if_ready(self, event: WhatIfReady) -> None:
+        if event.step is None:
+            self.notify(event.error or "What-if failed", severity="warning")
+            return
         self.query_one(LensView).show(event.step, event.position)

@@ -4,14 +4,16 @@ what it streams, and the end of it. Mixed into the app."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.widgets import Markdown
 
+from chatapp.conversation import ReplyVersion
 from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
-from chatapp.engine.protocol import EngineError, ReplyInterrupted
+from chatapp.engine.protocol import EngineError, ReplyInterrupted, ReplyStats
+from chatapp.params import SamplingParams
 from chatapp.tui.chat import AssistantMessage, ChatPane
 from chatapp.tui.events import ReplyFinished
 
@@ -68,7 +70,13 @@ class ReplyStreaming(_Base):
 
     @work(thread=True, exclusive=True, group="reply", name="reply")
     def _generate(
-        self, index: int, version: Any, messages: list[Message], params, recorder, cancel
+        self,
+        index: int,
+        version: ReplyVersion,
+        messages: list[Message],
+        params: SamplingParams,
+        recorder: LensRecorder,
+        cancel: threading.Event,
     ):
         stats = None
         error = None
@@ -125,7 +133,7 @@ class ReplyStreaming(_Base):
             window = f"/{stats.window:,}" if stats.window else " (the server's window is unknown)"
             self._set_status(f"Done · {stats.summary()} · context {used:,}{window}")
 
-    def _show_context(self, reply: AssistantMessage, stats: Any) -> None:
+    def _show_context(self, reply: AssistantMessage, stats: ReplyStats) -> None:
         """Say at the reply what the window forced, and dim the turns left out."""
         notes = []
         if stats.left_out:
