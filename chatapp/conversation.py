@@ -148,9 +148,6 @@ class Conversation:
             messages.append(Message("assistant", reply.text, tuple(ids) if ids else None))
         return messages
 
-    def count_messages(self) -> int:
-        return sum(1 + (1 if turn.versions else 0) for turn in self.turns)
-
     # -- export and import --------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """Every turn and every reply version, with parameters, seed, model and stats."""

@@ -324,12 +324,6 @@ class RemoteEngine:
     def engine_label(self) -> str:
         return f"remote {self.kind.name} {safe_url(self.base_url)} · {self.chat_format}"
 
-    def unsupported_note(self) -> str:
-        missing = [spec.name for spec in PARAMS if spec.name not in self.kind.supported]
-        if not missing:
-            return ""
-        return f"not supported by {self.kind.label}: " + ", ".join(missing)
-
     # -- prompts --------------------------------------------------------------------------
     def encode(self, messages: Sequence[Message]) -> list[int]:
         """An estimate (no tokenizer here): about one token per 3 characters."""
