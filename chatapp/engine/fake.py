@@ -20,7 +20,7 @@ from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
 from chatapp.engine.local import EngineBusy
-from chatapp.engine.protocol import Capabilities, ReplyStats
+from chatapp.engine.protocol import Capabilities, ReplyStats, describe_loaded
 from chatapp.params import PARAMS, SamplingParams
 
 
@@ -95,12 +95,7 @@ class FakeTokenSource:
         return self.loaded.name
 
     def describe(self) -> str:
-        loaded = self.loaded
-        return (
-            f"{loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
-            f"{self.chat_format} format · window {self.context_window:,} · "
-            f"loaded in {loaded.load_seconds:.1f} s"
-        )
+        return describe_loaded(self.loaded, self.chat_format, self.context_window)
 
     def engine_label(self) -> str:
         return f"fake · {self.chat_format}"

@@ -35,7 +35,7 @@ from chatapp.engine.lens import (
     build_processors,
 )
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
-from chatapp.engine.protocol import Capabilities, FinishReason, ReplyStats
+from chatapp.engine.protocol import Capabilities, FinishReason, ReplyStats, describe_loaded
 from chatapp.engine.streaming import ReplyStreamer, StopOnEvent, StopOnText
 from chatapp.params import PARAMS, SamplingParams
 
@@ -126,12 +126,7 @@ class LocalEngine:
         return self.loaded.name
 
     def describe(self) -> str:
-        loaded = self.loaded
-        return (
-            f"{loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
-            f"{self.chat_format} format · window {self.context_window:,} · "
-            f"loaded in {loaded.load_seconds:.1f} s"
-        )
+        return describe_loaded(self.loaded, self.chat_format, self.context_window)
 
     def engine_label(self) -> str:
         loaded = self.loaded

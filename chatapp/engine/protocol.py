@@ -126,6 +126,14 @@ class StepRecord:
         return None
 
 
+def describe_loaded(loaded: Any, chat_format: str, window: int) -> str:
+    """The status line of a model loaded in this process (its ``LoadedModel``)."""
+    return (
+        f"{loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
+        f"{chat_format} format · window {window:,} · loaded in {loaded.load_seconds:.1f} s"
+    )
+
+
 @runtime_checkable
 class Engine(Protocol):
     """A source of replies: what the app and the CLI talk to."""
