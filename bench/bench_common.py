@@ -19,3 +19,62 @@ def disable_eos(engine: Any) -> None:
     # generate() fills a value left unset from the model's own generation config, so the
     # EOS has to go from there too (else the reply still ends at the first EOS).
     engine.model.generation_config.eos_token_id = None
+
+
+def gemma_2b_config(vocab_size: int = 256_000) -> Any:
+    """gemma-2b's shape (hidden 2048, 18 layers, intermediate 16384, 8 heads, 1 KV head,
+    head_dim 256), for random weights where no checkpoint can be fetched."""
+    from transformers import GemmaConfig
+
+    return GemmaConfig(
+        vocab_size=vocab_size,
+        hidden_size=2048,
+        num_hidden_layers=18,
+        intermediate_size=16384,
+        num_attention_heads=8,
+        num_key_value_heads=1,
+        head_dim=256,
+    )
+
+
+def greedy_seconds(model: Any, ids: Any, new: int, sync: Any = None) -> float:
+    """Seconds for raw ``generate`` to add exactly ``new`` greedy tokens to ``ids``
+    (``sync``: called before and after, e.g. ``torch.cuda.synchronize``)."""
+    import time
+
+    import torch
+
+    if sync is not None:
+        sync()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    if sync is not None:
+        sync()
+    assert out.shape[1] - ids.shape[1] == new
+    return time.perf_counter() - start
+
+
+def next_token_logprobs(model: Any, ids: Any) -> Any:
+    """Log-probabilities of the next token at every position of ``ids`` (one pass)."""
+    import torch
+
+    with torch.inference_mode():
+        return torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)[0]
+
+
+def closeness(reference: Any, logprobs: Any) -> tuple[float, float]:
+    """Mean KL(reference || logprobs) in bits over positions, and top-1 agreement."""
+    import math
+
+    kl = (reference.exp() * (reference - logprobs)).sum(-1).mean().item() / math.log(2)
+    agree = (reference.argmax(-1) == logprobs.argmax(-1)).float().mean().item()
+    return kl, agree

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import resource
 import sys
 import time
@@ -25,28 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_common import closeness, greedy_seconds, next_token_logprobs  # noqa: E402
+
 TEXT = (
     "The sea is wide and deep, and the light on it changes every hour of the day. "
     "Fishermen read its colour the way others read a clock. "
 )
-
-
-def generate_time(model, ids, new: int) -> float:
-    import torch
-
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        )
-    assert out.shape[1] - ids.shape[1] == new
-    return time.perf_counter() - start
 
 
 def dynamic_int8(model):
@@ -95,17 +78,14 @@ def main() -> None:
         start = time.perf_counter()
         model = build()
         load = bf16_load + (time.perf_counter() - start if name != "bf16" else 0.0)
-        generate_time(model, short, 4)  # warm up
-        prefill = generate_time(model, long_ids, 1)
-        first = generate_time(model, short, 1)
-        whole = generate_time(model, short, args.tokens + 1)
-        with torch.inference_mode():
-            logits = model(input_ids=long_ids[:, :256]).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)[0]
+        greedy_seconds(model, short, 4)  # warm up
+        prefill = greedy_seconds(model, long_ids, 1)
+        first = greedy_seconds(model, short, 1)
+        whole = greedy_seconds(model, short, args.tokens + 1)
+        logprobs = next_token_logprobs(model, long_ids[:, :256])
         if reference is None:
             reference = logprobs
-        kl = (reference.exp() * (reference - logprobs)).sum(-1).mean().item() / math.log(2)
-        agree = (reference.argmax(-1) == logprobs.argmax(-1)).float().mean().item()
+        kl, agree = closeness(reference, logprobs)
         rows[name] = {
             "prefill": long_ids.shape[1] / prefill,
             "decode": args.tokens / (whole - first),

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import disable_eos  # noqa: E402
+from bench_common import disable_eos, gemma_2b_config  # noqa: E402
 
 PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from transformers import AutoModelForCausalLM, GemmaConfig
+    from transformers import AutoModelForCausalLM
 
     from chatapp.engine import LocalEngine, Message
     from chatapp.engine.loading import (
@@ -46,16 +46,7 @@ def main() -> None:
 
     silence_libraries()
     tokenizer = _load_tokenizer(args.tokenizer)
-    config = GemmaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=2048,
-        num_hidden_layers=18,
-        intermediate_size=16384,
-        num_attention_heads=8,
-        num_key_value_heads=1,
-        head_dim=256,
-        dtype="bfloat16",
-    )
+    config = gemma_2b_config(vocab_size=len(tokenizer))
     start = time.perf_counter()
     torch.manual_seed(0)
     with torch.device("cuda" if args.quant == "none" else "cpu"):

@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from bench_common import closeness, gemma_2b_config, greedy_seconds, next_token_logprobs
 
 MODES = ("bf16", "compile", "bnb8", "bnb4", "ao-int8", "ao-int4")
 
@@ -50,15 +51,7 @@ def build_config(tiny: bool):
             num_key_value_heads=1,
             head_dim=64,
         )
-    return GemmaConfig(
-        vocab_size=256_000,
-        hidden_size=2048,
-        num_hidden_layers=18,
-        intermediate_size=16384,
-        num_attention_heads=8,
-        num_key_value_heads=1,
-        head_dim=256,
-    )
+    return gemma_2b_config()
 
 
 def quant_config(mode: str):
@@ -100,45 +93,10 @@ def load(mode: str, folder: str, device: str):
     return model, time.perf_counter() - start
 
 
-def sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def generate_time(model, ids, new: int, device: str) -> float:
     import torch
 
-    sync(device)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        )
-    sync(device)
-    assert out.shape[1] - ids.shape[1] == new
-    return time.perf_counter() - start
-
-
-def distributions(model, ids):
-    import torch
-
-    with torch.inference_mode():
-        return torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)[0]
-
-
-def closeness(reference, logprobs) -> tuple[float, float]:
-    """Mean KL(bf16 || mode) in bits over positions, and top-1 agreement."""
-    kl = (reference.exp() * (reference - logprobs)).sum(-1).mean().item() / math.log(2)
-    agree = (reference.argmax(-1) == logprobs.argmax(-1)).float().mean().item()
-    return kl, agree
+    return greedy_seconds(model, ids, new, torch.cuda.synchronize if device == "cuda" else None)
 
 
 def main() -> None:
@@ -195,7 +153,7 @@ def main() -> None:
                     if hasattr(model.forward, "_orig_mod")
                     else model.forward
                 )
-            logprobs = distributions(model, prompt[:, :256])
+            logprobs = next_token_logprobs(model, prompt[:, :256])
             if reference is None and mode == "bf16":
                 reference = logprobs
             kl, agree = (
