@@ -93,24 +93,28 @@ def file_lock(path: Path) -> Any:
     return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=10)
 
 
-def read_toml_for_update(path: Path, force_backup: bool = False) -> tuple[Any, Path | None]:
-    """The TOML document at ``path`` for an in-place edit (comments kept), and the backup
-    it was copied to when it could not be parsed (then the document is empty)."""
+def keep_backup(path: Path) -> Path:
+    """Copy ``path`` aside as ``NAME.bak-TIME`` before it is written over; raises
+    OSError when it cannot be kept (and then nothing may write over it)."""
     import shutil
     import time
 
+    backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.copy2(path, backup)
+    return backup
+
+
+def read_toml_for_update(path: Path) -> tuple[Any, Path | None]:
+    """The TOML document at ``path`` for an in-place edit (comments kept), and the backup
+    it was copied to when it could not be parsed (then the document is empty)."""
     import tomlkit
 
     try:
-        if force_backup:
-            raise ValueError("not in the expected shape")
         return tomlkit.parse(path.read_text(encoding="utf-8")), None
     except FileNotFoundError:
         return tomlkit.document(), None
     except (OSError, ValueError) as exc:  # tomlkit's ParseError is a ValueError
-        backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
-            shutil.copy2(path, backup)
+            return tomlkit.document(), keep_backup(path)
         except OSError:
             raise exc from None  # never write over a file that could not be kept
-        return tomlkit.document(), backup

@@ -179,7 +179,7 @@ class PresetStore:
             table = doc.get("presets")
             if table is None or not isinstance(table, dict):
                 if table is not None:  # a 'presets' that is not a table: keep the file
-                    doc, backup = paths.read_toml_for_update(self.path, force_backup=True)
+                    doc, backup = tomlkit.document(), paths.keep_backup(self.path)
                 if not doc.body:
                     doc.add(
                         tomlkit.comment("chatapp presets: one table per preset under [presets]")
