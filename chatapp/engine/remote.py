@@ -588,20 +588,16 @@ class RemoteEngine:
             return self._no_such_model(self.model)
         if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
             detail = _detail(exc)
-            if (
-                self.model
-                and f"'{self.model}'" not in detail
-                and "model" in detail.lower()
-                and ("requested" in detail or "not found" in detail or "does not exist" in detail)
+            lower = detail.lower()
+            if "model" in lower and any(
+                w in lower for w in ("requested", "not found", "does not exist")
             ):
-                return self._no_such_model(self.model)
-            if "requested" in detail and "model" in detail.lower():
                 return self._no_such_model(self.model)
             names = [
                 n
                 for n in (
                     *[s.name for s in PARAMS],
-                    *KINDS[self.kind.name].extra.values(),
+                    *self.kind.extra.values(),
                     "temperature",
                     "top_p",
                     "max_tokens",
