@@ -330,20 +330,7 @@ class ChatSession:
         version.finished = version.updated = time.time()
         self._last_save.pop(id(version), None)
         if version.id is not None:
-            self.store.update_version(
-                version.id,
-                {
-                    "text": version.text,
-                    "status": version.status,
-                    "error": error,
-                    "stats": stats.to_dict() if stats is not None else None,
-                    "token_ids": stats.token_ids if stats is not None else None,
-                    "seed": version.seed,
-                    "updated": version.updated,
-                    "finished": version.finished,
-                },
-                chat_id=self.chat.id,
-            )
+            self.store.update_version(version.id, _columns(version), chat_id=self.chat.id)
 
     def abandon_reply(self, version: ReplyVersion, text: str) -> None:
         """The app is closing mid-reply: keep what streamed, marked stopped."""
@@ -384,25 +371,26 @@ class ChatSession:
 
     def _save_version(self, turn: Turn, number: int, version: ReplyVersion) -> None:
         assert turn.reply_id is not None
-        stats = version.stats
-        version.id = self.store.add_version(
-            turn.reply_id,
-            number,
-            {
-                "text": version.text,
-                "params": version.params.to_dict(),
-                "seed": version.seed,
-                "model": version.model,
-                "engine": version.engine,
-                "stats": stats.to_dict() if stats is not None else None,
-                "token_ids": stats.token_ids if stats is not None else None,
-                "status": version.status,
-                "error": version.error,
-                "started": version.started,
-                "updated": version.updated or version.started,
-                "finished": version.finished,
-            },
-        )
+        version.id = self.store.add_version(turn.reply_id, number, _columns(version))
+
+
+def _columns(version: ReplyVersion) -> dict[str, Any]:
+    """A version as the store's columns (every one: what it is and how it ended)."""
+    stats = version.stats
+    return {
+        "text": version.text,
+        "params": version.params.to_dict(),
+        "seed": version.seed,
+        "model": version.model,
+        "engine": version.engine,
+        "stats": stats.to_dict() if stats is not None else None,
+        "token_ids": stats.token_ids if stats is not None else None,
+        "status": version.status,
+        "error": version.error,
+        "started": version.started,
+        "updated": version.updated or version.started,
+        "finished": version.finished,
+    }
 
 
 def load_export(text: str) -> Conversation:
