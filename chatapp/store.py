@@ -345,14 +345,14 @@ class ChatStore:
             args: tuple[Any, ...] = (match, match)
         else:  # trigram search needs 3 characters: scan for short words (two-character
             # Chinese words are common)
-            clauses = " AND ".join("text LIKE ? ESCAPE '\\'" for _ in words)
-            likes = tuple(f"%{_escape_like(w)}%" for w in words)
+            in_user, user_args = _contains_all("text", words)
+            in_reply, reply_args = _contains_all("v.text", words)
             matching = (
-                f"SELECT chat_id FROM messages WHERE role = 'user' AND {clauses} UNION "
+                f"SELECT chat_id FROM messages WHERE role = 'user' AND {in_user} UNION "
                 "SELECT m.chat_id FROM versions v JOIN messages m ON m.id = v.message_id "
-                f"WHERE {clauses.replace('text', 'v.text')}"
+                f"WHERE {in_reply}"
             )
-            args = likes + likes
+            args = user_args + reply_args
         chats = self._read(
             "SELECT c.id, c.title, c.updated, "
             "(SELECT count(*) FROM messages m WHERE m.chat_id = c.id) AS n "
@@ -366,13 +366,13 @@ class ChatStore:
 
     def _snippet(self, chat_id: int, words: list[str], width: int = 70) -> str:
         """The first of the chat's texts that holds every word, around the first word."""
-        likes = " AND ".join("text LIKE ? ESCAPE '\\'" for _ in words)
-        args = tuple(f"%{_escape_like(w)}%" for w in words)
+        in_user, user_args = _contains_all("text", words)
+        in_reply, reply_args = _contains_all("v.text", words)
         rows = self._read(
-            f"SELECT text FROM messages WHERE chat_id = ? AND role = 'user' AND {likes} "
+            f"SELECT text FROM messages WHERE chat_id = ? AND role = 'user' AND {in_user} "
             "UNION ALL SELECT v.text FROM versions v JOIN messages m ON m.id = v.message_id "
-            f"WHERE m.chat_id = ? AND {likes.replace('text', 'v.text')} LIMIT 1",
-            (chat_id, *args, chat_id, *args),
+            f"WHERE m.chat_id = ? AND {in_reply} LIMIT 1",
+            (chat_id, *user_args, chat_id, *reply_args),
         )
         if not rows:
             return ""
@@ -431,6 +431,12 @@ def _version_columns(values: dict[str, Any]) -> dict[str, Any]:
         if key in row and row[key] is not None and not isinstance(row[key], str):
             row[key] = json.dumps(row[key], ensure_ascii=False)
     return row
+
+
+def _contains_all(column: str, words: list[str]) -> tuple[str, tuple[str, ...]]:
+    """SQL that ``column`` holds every one of ``words`` (a LIKE scan), and its arguments."""
+    sql = " AND ".join(f"{column} LIKE ? ESCAPE '\\'" for _ in words)
+    return sql, tuple(f"%{_escape_like(w)}%" for w in words)
 
 
 def _escape_like(text: str) -> str:
