@@ -78,3 +78,48 @@ def closeness(reference: Any, logprobs: Any) -> tuple[float, float]:
     kl = (reference.exp() * (reference - logprobs)).sum(-1).mean().item() / math.log(2)
     agree = (reference.argmax(-1) == logprobs.argmax(-1)).float().mean().item()
     return kl, agree
+
+
+class PtyChild:
+    """A child process on a pseudo-terminal (the real terminal driver: Textual draws on
+    stderr, so all three streams go to the pty), and what it has written so far."""
+
+    def __init__(self, args: list[str], env: dict[str, str], rows: int = 40, cols: int = 120):
+        import fcntl
+        import os
+        import struct
+        import subprocess
+        import termios
+
+        self.primary, secondary = os.openpty()
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc = subprocess.Popen(
+            args,
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            env={"TERM": "xterm-256color", **env},
+            start_new_session=True,
+        )
+        os.close(secondary)
+        self.buffer = bytearray()
+
+    def read(self, timeout: float) -> bytes:
+        """What arrives within ``timeout`` seconds (also appended to ``buffer``)."""
+        import os
+        import select
+
+        ready, _, _ = select.select([self.primary], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            data = os.read(self.primary, 1 << 16)
+        except OSError:
+            return b""
+        self.buffer.extend(data)
+        return data
+
+    def write(self, data: bytes) -> None:
+        import os
+
+        os.write(self.primary, data)

@@ -153,35 +153,13 @@ def bench_open(path: Path) -> None:
     """In a pseudo-terminal (120x40): Ctrl+O, Enter on the newest chat (500 messages),
     timed to the frame that shows its last message; then keys typed in the message box,
     each timed from the write to the frame that shows it (as bench/ui_stream.py does)."""
-    import fcntl
-    import select
-    import struct
-    import subprocess
-    import termios
-
+    from bench_common import PtyChild
     from ui_stream import ANSI, MARKERS
 
-    primary, secondary = os.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "CHATAPP_DATA_DIR": str(path.parent)}
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child"],
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,  # Textual draws on stderr
-        env=env,
-        start_new_session=True,
+    child = PtyChild(
+        [sys.executable, __file__, "--child"], {**os.environ, "CHATAPP_DATA_DIR": str(path.parent)}
     )
-    os.close(secondary)
-    buffer = bytearray()
-
-    def read(timeout: float) -> None:
-        ready, _, _ = select.select([primary], [], [], timeout)
-        if ready:
-            try:
-                buffer.extend(os.read(primary, 1 << 16))
-            except OSError:
-                pass
+    primary, proc, buffer, read = child.primary, child.proc, child.buffer, child.read
 
     def time_until(pattern: str, send: bytes, timeout: float = 30) -> float | None:
         offset, sent_at = len(buffer), time.perf_counter()

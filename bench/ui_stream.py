@@ -25,22 +25,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import os
 import re
-import select
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_common import PtyChild  # noqa: E402
 
 ANSI = re.compile(
     rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]"
@@ -129,30 +127,11 @@ def run_in_terminal(tokens: int, rate: float) -> None:
     expected = numbered(pieces)
     last = max(expected)
     result = Path(tempfile.mkstemp(suffix=".json")[1])
-    primary, secondary = os.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    proc = subprocess.Popen(
+    child = PtyChild(
         [sys.executable, __file__, "--child", str(tokens), str(rate), str(result)],
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,  # Textual draws on stderr
-        env=env,
-        start_new_session=True,
+        {**os.environ, "COLUMNS": "120", "LINES": "40"},
     )
-    os.close(secondary)
-    buffer = bytearray()
-
-    def read(timeout: float) -> bytes:
-        ready, _, _ = select.select([primary], [], [], timeout)
-        if not ready:
-            return b""
-        try:
-            data = os.read(primary, 1 << 16)
-        except OSError:
-            return b""
-        buffer.extend(data)
-        return data
+    primary, proc, buffer, read = child.primary, child.proc, child.buffer, child.read
 
     def wait_for(pattern: bytes, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
