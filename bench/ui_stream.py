@@ -77,7 +77,7 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     from chatapp.engine.fake import FakeTokenSource
     from chatapp.params import SamplingParams
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage
+    from chatapp.tui.chat import AssistantMessage, ChatPane
 
     pieces = reply_pieces(tokens)
     source = FakeTokenSource(pieces, tokens_per_second=rate)
@@ -102,9 +102,11 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
 
     original_start = app._start_reply
 
-    async def start(reply: AssistantMessage) -> None:
+    def start(index: int) -> None:
+        reply = app.query_one(ChatPane).reply_for(index)
+        assert reply is not None
         instrument(reply)
-        await original_start(reply)
+        original_start(index)
 
     app._start_reply = start  # type: ignore[method-assign]
     app.run()
