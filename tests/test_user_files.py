@@ -98,3 +98,43 @@ def test_saving_a_setting_keeps_comments_and_other_keys(private_config):
     text = path.read_text()
     assert '# mine\nhelp_lang = "zh"  # Chinese help\nfuture_key = 3\n' in text
     assert SettingsFile().get("theme") == "chatapp-light"
+
+
+SAVE_LOOP = """
+import sys
+from chatapp.params import SamplingParams
+from chatapp.presets import PresetStore
+from chatapp.settings import SettingsFile
+store, settings = PresetStore(), SettingsFile()
+print("saving", flush=True)
+i = 0
+while True:
+    store.save(f"Loop{i % 3}", SamplingParams(temperature=0.1 + (i % 10) / 10), overwrite=True)
+    settings.set("theme", f"theme-{i}")
+    i += 1
+"""
+
+
+def test_a_kill_mid_save_leaves_presets_and_settings_whole(private_config):
+    import signal
+    import time
+    import tomllib
+
+    paths.presets_file().parent.mkdir(parents=True)
+    paths.presets_file().write_text("# mine\n[presets.Mine]\ntemperature = 0.5\n")
+    paths.settings_file().write_text('help_lang = "zh"\n')
+    env = {**os.environ, "CHATAPP_CONFIG_DIR": str(private_config)}
+    for delay in [0.02 + 0.031 * k for k in range(20)]:  # kills land all through a save
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVE_LOOP], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout.readline().strip() == "saving"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        presets = tomllib.loads(paths.presets_file().read_text())
+        assert presets["presets"]["Mine"] == {"temperature": 0.5}
+        store = PresetStore()
+        assert store.load_error is None and store.get("Mine").params.temperature == 0.5
+        settings = SettingsFile()
+        assert settings.load_error is None and settings.get("help_lang") == "zh"
