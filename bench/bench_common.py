@@ -65,19 +65,18 @@ def greedy_seconds(model: Any, ids: Any, new: int, sync: Any = None) -> float:
 
 def next_token_logprobs(model: Any, ids: Any) -> Any:
     """Log-probabilities of the next token at every position of ``ids`` (one pass)."""
-    import torch
+    from chatapp.engine.closeness import next_token_logprobs as logprobs
 
-    with torch.inference_mode():
-        return torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)[0]
+    return logprobs(model, ids)
 
 
 def closeness(reference: Any, logprobs: Any) -> tuple[float, float]:
-    """Mean KL(reference || logprobs) in bits over positions, and top-1 agreement."""
-    import math
+    """Mean KL(reference || logprobs) in bits over positions, and top-1 agreement (the
+    app's own closeness measure, ``chatapp.engine.closeness``)."""
+    from chatapp.engine.closeness import compare
 
-    kl = (reference.exp() * (reference - logprobs)).sum(-1).mean().item() / math.log(2)
-    agree = (reference.argmax(-1) == logprobs.argmax(-1)).float().mean().item()
-    return kl, agree
+    result = compare(reference, logprobs)
+    return result.kl_bits, result.top1
 
 
 class PtyChild:

@@ -1,22 +1,37 @@
-"""Every CPU mode for the bundled model, against raw bf16 ``generate`` (a first version
-for the speed issue: raw modes only; the engine's own modes are to be added here).
+"""Every way to run the bundled model on this CPU, against raw bf16 ``generate``.
 
-    python bench/engine_modes.py [--tokens 48] [--prompt 790]
+    python bench/engine_modes.py [--tokens 48] [--prompt 790] [--rounds 3]
+    python bench/engine_modes.py --emulate-avx2   # as on a CPU without AVX-512 (see below)
 
-Modes: bf16 and fp32 (raw ``generate``), and dyn-int8: torch's dynamic int8 ``Linear``
-(fbgemm) on fp32 weights, with the tied output head untied so that it is quantized too.
-Per mode: load seconds, prefill tok/s (a --prompt-token prompt to its first token),
-decode tok/s (--tokens greedy tokens after the first), time to first token of a short
-prompt, the process's peak RSS so far, and the closeness to bf16: mean KL (bits) of the
-next-token distributions over 256 positions and their top-1 agreement. Ends with
-``best CPU mode: NAME decode Rd x, prefill Rp x vs raw bf16``.
+Rows:
+- raw bf16, raw fp32: plain ``model.generate`` (greedy, EOS off), the baseline and its
+  float32 copy;
+- engine MODE: chatapp's own streaming path (``LocalEngine.stream_reply``, the seed's
+  sampling values, EOS off, no KV reuse) for every ``--quant`` mode that runs on the CPU:
+  none (in this machine's auto dtype), int8-dynamic (what ``--quant auto`` picks here),
+  bitsandbytes 8bit and 4bit.
+
+Per row: load seconds, prefill tok/s (a --prompt-token prompt to its first token),
+decode tok/s (--tokens tokens after the first, short prompt), time to first token of a
+short prompt, the RSS the model added, and the closeness to bf16 of
+``chatapp.engine.closeness`` (KL bits and top-1 agreement as generation runs). Timings are
+medians over --rounds rounds, and every round measures all rows one after another, so a
+machine that slows down slows all of them. Ratios are against raw bf16 in the same run.
+Ends with ``best CPU mode: NAME decode Rd x, prefill Rp x vs raw bf16``: the fastest decode
+among the engine's modes that pass the closeness check.
+
+--emulate-avx2 re-runs itself with ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 and
+FBGEMM_ENABLE_INSTRUCTIONS=AVX2: torch, oneDNN and fbgemm then use only AVX2 kernels (bf16
+matmuls emulated, fbgemm's 7-bit activations), an approximation of the 2-core AVX2 laptop
+of the speed issue on an AVX-512 machine (same memory and cores, so not its figures).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import resource
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,87 +39,185 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import closeness, greedy_seconds, next_token_logprobs  # noqa: E402
+from bench_common import disable_eos, greedy_seconds  # noqa: E402
 
 TEXT = (
     "The sea is wide and deep, and the light on it changes every hour of the day. "
     "Fishermen read its colour the way others read a clock. "
 )
+SHORT = "使用繁體中文回答，請問什麼是大型語言模型？"
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+}
 
 
-def dynamic_int8(model):
-    """torch's dynamic int8 Linear on an fp32 copy; the output head untied first."""
-    import torch
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
-    quantized = copy.deepcopy(model).float()
-    head = quantized.lm_head
-    head.weight = torch.nn.Parameter(head.weight.detach().clone())
-    quantized.config.tie_word_embeddings = False
-    return torch.ao.quantization.quantize_dynamic(quantized, {torch.nn.Linear}, dtype=torch.qint8)
+
+class Raw:
+    """Plain generate on a model."""
+
+    def __init__(self, model, long_ids, short_ids, tokens):
+        self.model, self.long_ids, self.short_ids, self.tokens = model, long_ids, short_ids, tokens
+
+    def measure(self) -> dict[str, float]:
+        prefill = greedy_seconds(self.model, self.long_ids, 1)
+        first = greedy_seconds(self.model, self.short_ids, 1)
+        whole = greedy_seconds(self.model, self.short_ids, self.tokens + 1)
+        return {
+            "prefill": self.long_ids.shape[1] / prefill,
+            "decode": self.tokens / (whole - first),
+            "first": first,
+        }
+
+
+class Engine:
+    """The app's streaming path."""
+
+    def __init__(self, engine, long_text, tokens):
+        from chatapp.engine import Message
+        from chatapp.params import SEED_VALUES, SamplingParams
+
+        self.engine = engine
+        engine.reuse_cache = False
+        disable_eos(engine)
+        self.long = [Message("user", long_text)]
+        self.short = [Message("user", SHORT)]
+        base = SamplingParams(**SEED_VALUES).replace(seed=7)
+        self.one = base.replace(max_new_tokens=1)
+        self.many = base.replace(max_new_tokens=tokens + 1)
+
+    def measure(self) -> dict[str, float]:
+        long = self.engine.stream_reply(self.long, self.one)
+        short = self.engine.stream_reply(self.short, self.many)
+        assert short.new_tokens == self.many.max_new_tokens, short.new_tokens
+        return {
+            "prefill": long.prompt_tokens / long.time_to_first_token,
+            "decode": (short.new_tokens - 1) / (short.elapsed - short.time_to_first_token),
+            "first": short.time_to_first_token,
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--prompt", type=int, default=790)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--emulate-avx2", action="store_true")
+    parser.add_argument("--modes", default="none,int8-dynamic,8bit,4bit")
     args = parser.parse_args()
+    if args.emulate_avx2 and os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS") != "AVX2":
+        argv = [a for a in sys.argv[1:] if a != "--emulate-avx2"]
+        env = {**os.environ, **AVX2_ENV}
+        print(
+            "(emulating a CPU without AVX-512: "
+            + " ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+            + ")"
+        )
+        sys.exit(subprocess.call([sys.executable, __file__, *argv], env=env))
 
+    import copy
     import warnings
 
     import torch
 
-    from chatapp.engine.loading import cpu_has_native_bf16, load_model, silence_libraries
+    from chatapp.engine import LocalEngine
+    from chatapp.engine.closeness import closeness_ids, compare, next_token_logprobs
+    from chatapp.engine.loading import (
+        cpu_has_native_bf16,
+        fbgemm_reduce_range,
+        load_model,
+        silence_libraries,
+    )
 
     warnings.filterwarnings("ignore")
     silence_libraries()
-    start = time.perf_counter()
-    loaded = load_model("bundled", quant="none", dtype="bfloat16")
-    bf16_load = time.perf_counter() - start
-    tokenizer = loaded.tokenizer
-    long_ids = tokenizer(TEXT * 40, return_tensors="pt").input_ids[:, : args.prompt]
-    short = tokenizer("Tell me about the sea.", return_tensors="pt").input_ids
-    builders = {
-        "bf16": lambda: loaded.model,
-        "fp32": lambda: copy.deepcopy(loaded.model).float(),
-        "dyn-int8": lambda: dynamic_int8(loaded.model),
-    }
-    print(
-        f"CPU: {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()} · "
-        f"prompt {long_ids.shape[1]} tokens · {args.tokens} greedy tokens"
-    )
-    reference = None
-    rows = {}
-    for name, build in builders.items():
+    rows: dict[str, dict] = {}
+
+    def add(name, build):
+        before = rss_mb()
         start = time.perf_counter()
-        model = build()
-        load = bf16_load + (time.perf_counter() - start if name != "bf16" else 0.0)
-        greedy_seconds(model, short, 4)  # warm up
-        prefill = greedy_seconds(model, long_ids, 1)
-        first = greedy_seconds(model, short, 1)
-        whole = greedy_seconds(model, short, args.tokens + 1)
-        logprobs = next_token_logprobs(model, long_ids[:, :256])
-        if reference is None:
-            reference = logprobs
-        kl, agree = closeness(reference, logprobs)
+        runner, model, load = build()
+        load = load if load is not None else time.perf_counter() - start
         rows[name] = {
-            "prefill": long_ids.shape[1] / prefill,
-            "decode": args.tokens / (whole - first),
+            "runner": runner,
+            "model": model,
+            "load": load,
+            "rss": rss_mb() - before,
+            "runs": [],
         }
-        base = rows["bf16"]
+
+    base = load_model("bundled", quant="none", dtype="bfloat16")
+    tokenizer = base.tokenizer
+    long_ids = tokenizer(TEXT * 60, return_tensors="pt").input_ids[:, : args.prompt]
+    long_text = tokenizer.decode(long_ids[0, 1:])
+    short_ids = tokenizer(SHORT, return_tensors="pt").input_ids
+    add(
+        "raw bf16",
+        lambda: (Raw(base.model, long_ids, short_ids, args.tokens), base.model, base.load_seconds),
+    )
+    add(
+        "raw fp32",
+        lambda: (
+            Raw(m := copy.deepcopy(base.model).float(), long_ids, short_ids, args.tokens),
+            m,
+            None,
+        ),
+    )
+    for mode in args.modes.split(","):
+
+        def build(mode=mode):
+            engine = LocalEngine.load("bundled", quant=mode)
+            return Engine(engine, long_text, args.tokens), engine.model, engine.loaded.load_seconds
+
+        label = f"engine {mode}"
+        add(label, build)
+        rows[label]["label"] = f"{label} ({rows[label]['runner'].engine.loaded.dtype})"
+
+    print(
+        f"CPU: {torch.get_num_threads()} threads · native bf16: {cpu_has_native_bf16()} · "
+        f"fbgemm 7-bit activations: {fbgemm_reduce_range()} · prompt {long_ids.shape[1]} "
+        f"tokens · {args.tokens} tokens decoded · {args.rounds} rounds",
+        flush=True,
+    )
+    for row in rows.values():  # warm up
+        row["runner"].measure()
+    for _ in range(args.rounds):
+        for row in rows.values():
+            row["runs"].append(row["runner"].measure())
+    ids = closeness_ids(tokenizer)
+    reference = next_token_logprobs(base.model, ids)
+    for row in rows.values():
+        row["close"] = compare(reference, next_token_logprobs(row["model"], ids))
+        for key in ("prefill", "decode", "first"):
+            row[key] = statistics.median(r[key] for r in row["runs"])
+    baseline = rows["raw bf16"]
+    for name, row in rows.items():
+        row["rd"] = row["decode"] / baseline["decode"]
+        row["rp"] = row["prefill"] / baseline["prefill"]
+        four_bit = name.endswith("4bit")
+        row["ok"] = row["close"].close(four_bit=four_bit)
         print(
-            f"{name:9} load {load:5.1f} s · prefill {rows[name]['prefill']:6.0f} tok/s "
-            f"({rows[name]['prefill'] / base['prefill']:.2f}x) · decode "
-            f"{rows[name]['decode']:6.2f} tok/s ({rows[name]['decode'] / base['decode']:.2f}x) · "
-            f"first token {first:.2f} s · peak RSS "
-            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB · "
-            f"KL {kl:.4f} bits · top-1 {agree * 100:.1f}%",
+            f"{row.get('label', name):27} load {row['load']:5.1f} s · prefill "
+            f"{row['prefill']:6.0f} tok/s ({row['rp']:.2f}x) · decode {row['decode']:6.2f} "
+            f"tok/s ({row['rd']:.2f}x) · first token {row['first']:.2f} s · +RSS "
+            f"{row['rss']:5.0f} MB · {row['close']} · "
+            + ("close" if row["ok"] else "NOT close")
+            + (" (4-bit bound)" if four_bit else ""),
             flush=True,
         )
-    base = rows["bf16"]
-    best = max((n for n in rows if n != "bf16"), key=lambda n: rows[n]["decode"])
+    engines = [n for n in rows if n.startswith("engine") and rows[n]["ok"]]
+    best = max(engines, key=lambda n: rows[n]["decode"])
     print(
-        f"best CPU mode: {best} decode {rows[best]['decode'] / base['decode']:.2f}x, "
-        f"prefill {rows[best]['prefill'] / base['prefill']:.2f}x vs raw bf16"
+        f"best CPU mode: {best.removeprefix('engine ')} decode {rows[best]['rd']:.2f}x, "
+        f"prefill {rows[best]['rp']:.2f}x vs raw bf16"
     )
 
 

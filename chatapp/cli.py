@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chatapp import __version__
+from chatapp.engine.loading import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
 
 EXIT_USAGE = 2
@@ -55,11 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quant",
         default="auto",
-        choices=("auto", "8bit", "4bit", "none"),
-        help="bitsandbytes quantization (auto: 8bit on CUDA, none on the CPU)",
+        choices=QUANT_CHOICES,
+        help="how the weights are stored and multiplied: "
+        + "; ".join(f"{k}: {v}" for k, v in QUANT_MODES.items())
+        + f". {AUTO_RULE}",
     )
     parser.add_argument(
         "--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32")
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="the fast path for a GPU: a static KV cache and torch.compile of the decode "
+        "step (compiles for a minute or more at start; on the CPU it is slower for models "
+        "with sliding-window layers such as the bundled one)",
     )
     parser.add_argument(
         "--context",

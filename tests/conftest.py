@@ -45,3 +45,12 @@ def engine32(engine):
     from chatapp.engine import LocalEngine
 
     return LocalEngine.load("bundled", quant="none", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def engine_int8(engine):
+    """The bundled model in the CPU's fast mode: int8-dynamic, loaded as --quant auto (the
+    default) loads it on the CPU."""
+    from chatapp.engine import LocalEngine
+
+    return LocalEngine.load("bundled", quant="auto")

@@ -74,11 +74,20 @@ def test_lens_records_every_stage_faithfully(engine, case):
             assert step.survivors[-1] < 50
 
 
-@pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_lens_shows_the_distribution_generate_samples_from(engine, case):
-    """Each step's last column equals softmax of the scores generate itself sampled from."""
+FAST_MODE_CASES = ["seed", "min_p", "greedy"]
+
+
+@pytest.mark.parametrize(
+    "case,which",
+    [(case, "engine") for case in CASES] + [(case, "engine_int8") for case in FAST_MODE_CASES],
+    ids=[*CASES, *(f"{case}-int8-dynamic" for case in FAST_MODE_CASES)],
+)
+def test_lens_shows_the_distribution_generate_samples_from(request, case, which):
+    """Each step's last column equals softmax of the scores generate itself sampled from,
+    in the CPU's fast quantized mode too."""
     import torch
 
+    engine = request.getfixturevalue(which)
     params, _ = CASES[case]
     recorder = LensRecorder()
     engine.reset()  # a fresh prefill, as the plain generate call below makes

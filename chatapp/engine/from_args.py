@@ -40,4 +40,5 @@ def engine_from_args(args: Any, progress: ProgressFn) -> Engine:
         progress=progress,
         context=args.context,
         chat_format=args.chat_format,
+        compile=getattr(args, "compile", False),
     )

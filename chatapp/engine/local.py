@@ -70,6 +70,7 @@ class LocalEngine:
         *,
         context: int | None = None,
         chat_format: ChatFormat | None = None,
+        compile: bool = False,
     ) -> None:
         from transformers import GenerationConfig
 
@@ -100,6 +101,18 @@ class LocalEngine:
         self._cache: Any = None  # KV cache of the last request …
         self._cache_ids: list[int] = []  # … and the token ids it covers
         self._snapshot: tuple[list[int], Any] | None = None  # the cache at a prompt's end
+        # The fast path: one static KV cache for the engine's life (its tensors keep their
+        # addresses, so the compiled decode step is reused turn after turn) and generate's
+        # own torch.compile of the decode step.
+        self.compiled = compile
+        self._static: Any = None
+        if compile:
+            from transformers import CompileConfig, StaticCache
+
+            self._static = StaticCache(config=self.model.config, max_cache_len=self.context_window)
+            self._compile_config = CompileConfig()
+            # generate compiles on CUDA by itself; elsewhere only when told to.
+            self._compile_config._compile_all_devices = self.model.device.type != "cuda"
 
     @classmethod
     def load(
@@ -111,10 +124,31 @@ class LocalEngine:
         *,
         context: int | None = None,
         chat_format: ChatFormat | None = None,
+        compile: bool = False,
     ) -> LocalEngine:
-        """Load a model (see ``load_model``) and wrap it."""
+        """Load a model (see ``load_model``) and wrap it; with ``compile``, also compile
+        and warm up the fast path, reporting it through ``progress``."""
         loaded = load_model(model, quant=quant, dtype=dtype, progress=progress)
-        return cls(loaded, context=context, chat_format=chat_format)
+        engine = cls(loaded, context=context, chat_format=chat_format, compile=compile)
+        if compile:
+            engine.warm_up(progress)
+        return engine
+
+    def warm_up(self, progress: ProgressFn = _no_progress) -> float:
+        """Run two short replies so that torch.compile has compiled (and, on CUDA,
+        captured) the decode step before the user's first message; returns seconds."""
+        from chatapp.params import SamplingParams
+
+        start = time.perf_counter()
+        progress("Compiling the decode step (torch.compile; the first run takes a while)", None)
+        for n, tokens in enumerate((3, 6), start=1):
+            self.stream_reply(
+                [Message("user", "Hello")], SamplingParams(do_sample=False, max_new_tokens=tokens)
+            )
+            progress(f"Warming up the compiled model ({n}/2)", None)
+        self.reset()
+        progress(f"Compiled in {time.perf_counter() - start:.0f} s", 1.0)
+        return time.perf_counter() - start
 
     # -- what it is -----------------------------------------------------------------------
     @property
@@ -126,11 +160,13 @@ class LocalEngine:
         return self.loaded.name
 
     def describe(self) -> str:
-        return describe_loaded(self.loaded, self.chat_format, self.context_window)
+        text = describe_loaded(self.loaded, self.chat_format, self.context_window)
+        return text + (" · static cache + torch.compile" if self.compiled else "")
 
     def engine_label(self) -> str:
         loaded = self.loaded
-        return f"local {loaded.quant} {loaded.dtype} {loaded.device} · {self.chat_format}"
+        fast = " compiled" if self.compiled else ""
+        return f"local {loaded.quant} {loaded.dtype} {loaded.device}{fast} · {self.chat_format}"
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -308,7 +344,15 @@ class LocalEngine:
         return self.generation_config(params.replace(**neutral))
 
     # -- the KV cache -----------------------------------------------------------------------
-    def _new_cache(self) -> Any:
+    def _new_cache(self, for_generate: bool = False) -> Any:
+        """An empty cache: the engine's one static cache, emptied, for a reply on the fast
+        path; else a dynamic one (the lens's recomputations never touch the static one)."""
+        if for_generate and self._static is not None:
+            import torch
+
+            with torch.inference_mode():  # its tensors were made in inference mode
+                self._static.reset()
+            return self._static
         from transformers import DynamicCache
 
         return DynamicCache(config=self.model.config)
@@ -342,13 +386,16 @@ class LocalEngine:
         cache, reused, is_snapshot = best
         if cache is None or reused == 0:
             self._cache, self._cache_ids = None, []
-            return self._new_cache(), 0
+            return self._new_cache(for_generate=True), 0
         if is_snapshot:
             cache = copy.deepcopy(cache)  # the snapshot stays for the next regenerate
         else:
             self._cache, self._cache_ids = None, []
         if cache.get_seq_length() > reused:
-            cache.crop(reused - cache.get_seq_length())  # a negative count removes tokens
+            import torch
+
+            with torch.inference_mode():  # a static cache's length is an inference tensor
+                cache.crop(reused - int(cache.get_seq_length()))  # negative: tokens removed
         return cache, reused
 
     def _keep(self, cache: Any, ids: list[int]) -> None:
@@ -359,8 +406,8 @@ class LocalEngine:
     def _take_snapshot(self, cache: Any, ids: list[int], length: int) -> None:
         """Keep a copy of ``cache`` cut to ``ids[:length]``, for a regenerate (the live
         cache grows past the prompt, and a full sliding-window layer cannot be cut back)."""
-        if not self.reuse_cache or length <= 0:
-            return
+        if not self.reuse_cache or length <= 0 or self.compiled:
+            return  # the fast path keeps one static cache: a regenerate crops it instead
         if self._snapshot is not None and self._snapshot[0] == ids[:length]:
             return
         have = cache.get_seq_length()
@@ -461,6 +508,8 @@ class LocalEngine:
             if seed is not None:
                 torch.manual_seed(seed)
             config = self.generation_config(params)
+            if self.compiled:
+                config.compile_config = self._compile_config
             extra: dict[str, Any] = {}
             if lens is not None:
                 lens.tokenizer = self.tokenizer
@@ -469,6 +518,8 @@ class LocalEngine:
                 processors = [pipeline, *(logits_processor or [])]
                 extra["logits_processor"] = LogitsProcessorList(processors)
                 config = self._lens_config(params)
+                if self.compiled:
+                    config.compile_config = self._compile_config
             elif logits_processor is not None:
                 extra["logits_processor"] = logits_processor
             criteria = [StopOnEvent(self._cancel)]

@@ -128,8 +128,10 @@ class StepRecord:
 
 def describe_loaded(loaded: Any, chat_format: str, window: int) -> str:
     """The status line of a model loaded in this process (its ``LoadedModel``)."""
+    reason = getattr(loaded, "quant_reason", "")
+    quant = f"{loaded.quant} (auto: {reason})" if reason else loaded.quant
     return (
-        f"{loaded.name} ({loaded.quant}, {loaded.dtype}, {loaded.device}) · "
+        f"{loaded.name} ({quant}, {loaded.dtype}, {loaded.device}) · "
         f"{chat_format} format · window {window:,} · loaded in {loaded.load_seconds:.1f} s"
     )
 

@@ -1,0 +1,121 @@
+"""Every quantization mode that runs on the CPU, on the real bundled model: it loads,
+generates, stops, and its next-token distributions stay close to the unquantized model's
+(``chatapp.engine.closeness``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+
+import pytest
+
+from chatapp.engine import Message
+from chatapp.engine.closeness import closeness_ids, compare
+from chatapp.engine.loading import ModelLoadError, auto_quant, load_model
+from chatapp.params import SamplingParams
+
+pytestmark = pytest.mark.model
+
+HELLO = [Message("user", "使用繁體中文回答，請問什麼是大型語言模型？")]
+GREEDY = SamplingParams(do_sample=False, max_new_tokens=8)
+MODES = ["int8-dynamic", "8bit", "4bit"]
+
+
+@pytest.fixture(scope="module")
+def reference(engine):
+    from chatapp.engine.closeness import next_token_logprobs
+
+    return next_token_logprobs(engine.model, closeness_ids(engine.tokenizer))
+
+
+@pytest.fixture(scope="module")
+def engines(engine_int8):
+    """One engine per mode, loaded once for this module."""
+    from chatapp.engine import LocalEngine
+
+    loaded = {"int8-dynamic": engine_int8}
+    for mode in MODES[1:]:
+        loaded[mode] = LocalEngine.load("bundled", quant=mode)
+    return loaded
+
+
+def _linear_kinds(model) -> set[str]:
+    return {type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_loads_generates_and_stays_close_to_the_unquantized_model(
+    engines, reference, engine, mode
+):
+    from chatapp.engine.closeness import next_token_logprobs
+
+    quantized = engines[mode]
+    assert quantized.loaded.quant == mode and mode in quantized.describe()
+    kinds = _linear_kinds(quantized.model)
+    expected = {"int8-dynamic": "DecodeInt8Linear", "8bit": "Linear8bitLt", "4bit": "Linear4bit"}
+    assert expected[mode] in kinds, kinds
+    if mode == "int8-dynamic":
+        # Every Linear has its int8 copy, the 262k-row output head included.
+        plain = [m for m in quantized.model.modules() if type(m).__name__ == "DecodeInt8Linear"]
+        assert type(quantized.model.lm_head).__name__ == "DecodeInt8Linear"
+        assert len(plain) == 1 + 7 * quantized.model.config.num_hidden_layers
+    stats = quantized.stream_reply(HELLO, GREEDY)
+    assert stats.new_tokens > 0 and stats.text.strip()
+    assert stats.text == quantized.tokenizer.decode(stats.reply_ids, skip_special_tokens=True)
+    result = compare(
+        reference, next_token_logprobs(quantized.model, closeness_ids(engine.tokenizer))
+    )
+    assert result.close(four_bit=mode == "4bit"), (mode, str(result))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mode_stops_when_asked(engines, mode):
+    quantized = engines[mode]
+    quantized.reset()
+    cancel = threading.Event()
+    pieces: list[str] = []
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        cancel.set()  # stop after the first piece
+
+    stats = quantized.stream_reply(HELLO, GREEDY.replace(max_new_tokens=40), on_text, cancel=cancel)
+    assert stats.finish_reason == "stopped"
+    assert 1 <= stats.new_tokens <= 3 and pieces
+
+
+def test_closeness_check_fails_a_mode_that_is_not_close(engine, reference):
+    """The measure can fail: 5-bit weights with one scale per tensor are refused, even by
+    the looser 4-bit bound."""
+    import copy
+
+    import torch
+
+    from chatapp.engine.closeness import next_token_logprobs
+
+    crude = copy.deepcopy(engine.model).float()
+    with torch.no_grad():
+        for module in crude.model.layers.modules():
+            if isinstance(module, torch.nn.Linear):
+                w = module.weight
+                scale = w.abs().max() / 15  # 5-bit, one scale per tensor
+                w.copy_(torch.round(w / scale) * scale)
+    result = compare(reference, next_token_logprobs(crude, closeness_ids(engine.tokenizer)))
+    assert not result.close() and not result.close(four_bit=True), str(result)
+
+
+def test_auto_on_the_cpu_is_the_fast_int8_mode_and_the_status_line_says_why(engine_int8):
+    mode, reason = auto_quant()
+    assert mode == "int8-dynamic" and "fastest" in reason
+    assert engine_int8.loaded.quant == "int8-dynamic"  # the fixture asked for auto
+    assert engine_int8.loaded.quant_reason == reason
+    assert f"int8-dynamic (auto: {reason})" in engine_int8.describe()
+
+
+def test_ao_int8_without_torchao_is_one_clear_line():
+    if importlib.util.find_spec("torchao") is None:
+        with pytest.raises(ModelLoadError, match="needs torchao: pip install torchao"):
+            load_model("bundled", quant="ao-int8")
+    else:  # pragma: no cover - torchao is not in the test extras
+        loaded = load_model("bundled", quant="ao-int8")
+        assert loaded.quant == "ao-int8"
