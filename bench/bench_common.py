@@ -122,3 +122,45 @@ class PtyChild:
         import os
 
         os.write(self.primary, data)
+
+
+def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16") -> Any:
+    """A model folder as ``--model`` takes it, with random weights in gemma-2b's shape (or
+    a tiny one, to check a script on a CPU) and the bundled model's tokenizer, whose
+    vocabulary (262,144) sets the embedding size. Built once; returns the folder."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForCausalLM, GemmaConfig
+
+    from chatapp.engine.loading import _load_tokenizer, ensure_bundled_model
+
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return folder
+    bundled = ensure_bundled_model()
+    tokenizer = _load_tokenizer(str(bundled))
+    if tiny:
+        config = GemmaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+        )
+    else:
+        config = gemma_2b_config(vocab_size=len(tokenizer))
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (bundled / name).exists():
+            shutil.copy(bundled / name, folder / name)
+    return folder

@@ -87,6 +87,7 @@ class Engine:
 
         self.engine = engine
         engine.reuse_cache = False
+        engine.chat_format = "raw"  # no stop strings either: every reply is --tokens long
         disable_eos(engine)
         self.long = [Message("user", long_text)]
         self.short = [Message("user", SHORT)]

@@ -1,7 +1,5 @@
 """``python -m chatapp``."""
 
-import sys
+from chatapp.cli import entry
 
-from chatapp.cli import main
-
-sys.exit(main())
+entry()

@@ -123,6 +123,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         yield Footer()
 
     async def on_mount(self) -> None:
+        self._handle_signals()
         loaded = load_themes()
         for theme in loaded.themes:
             self.register_theme(theme)
@@ -300,6 +301,23 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
     async def action_quit(self) -> None:
         self._keep_partial_reply()  # the reply ends within one token; the worker then exits
         self.exit(0)
+
+    def _handle_signals(self) -> None:
+        """SIGTERM and SIGINT (from ``kill``; Ctrl+C is a key here) end the app as Ctrl+Q
+        does: the partial reply is kept, the terminal restored; exit code 128 + signal."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(number, self._quit_on_signal, int(number))
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                pass  # not the main thread (tests), or not a Unix loop
+
+    def _quit_on_signal(self, number: int) -> None:
+        self._keep_partial_reply()
+        self.exit(return_code=128 + number)
 
 
 def make_app(
