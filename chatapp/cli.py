@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chatapp import __version__
+from chatapp import __version__, timings
 from chatapp.engine.loading import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
 
@@ -211,7 +211,7 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
         print(f"chatapp: {message}…", file=sys.stderr, flush=True)
 
     try:
-        engine = engine_from_args(args, progress)
+        engine = engine_from_args(args, progress, reply_tokens=params.max_new_tokens)
     except EngineError as exc:  # the model could not load, or the server cannot be used
         return _fail(str(exc), EXIT_LOAD)
     except KeyboardInterrupt:
@@ -259,6 +259,8 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
         return _fail(str(exc), EXIT_LOAD)
     sys.stdout.write("\n")
     sys.stdout.flush()
+    timings.mark("generate")
+    timings.report()
     if args.stats:
         print(
             f"chatapp: model {engine.describe()} · prompt {stats.prompt_tokens} tokens · "

@@ -67,7 +67,7 @@ async def _reply_held_at(pilot, source, text="Describe the sea.", pieces=5):
     app = pilot.app
     await wait_for(pilot, lambda: source.paused.is_set())
     reply = app.query(".assistant-message").last()
-    await wait_for(pilot, lambda: reply.markdown.source == "".join(REPLY[:pieces]))
+    await wait_for(pilot, lambda: reply.shown_text == "".join(REPLY[:pieces]))
     await pilot.pause(0.2)
 
 

@@ -50,7 +50,7 @@ async def start_reply(pilot, text: str, timeout: float = 60) -> None:
     await submit(pilot, text)
     await wait_for(
         pilot,
-        lambda: app.generating and app.query(AssistantMessage).last().markdown.source,
+        lambda: app.generating and app.query(AssistantMessage).last().shown_text,
         timeout=timeout,
     )
 
@@ -62,12 +62,14 @@ async def set_field(pilot, name: str, value: str) -> None:
 
 
 def shown_text(reply) -> str:
-    """A reply's text as drawn: the plain text of the Markdown blocks mounted so far."""
+    """A reply's text as drawn: the plain text of the Markdown blocks mounted so far, then
+    the line being written (the reply's tail, while it streams)."""
     from textual.widgets._markdown import MarkdownBlock
 
     blocks = reply.markdown.query(MarkdownBlock)
     leaves = [b for b in blocks if not b.query(MarkdownBlock)]
-    return "\n".join(b._content.plain for b in leaves)
+    drawn = "\n".join(b._content.plain for b in leaves)
+    return drawn + reply.tail.text
 
 
 async def send_watching(pilot, text: str, source, timeout: float = 120) -> list[str]:

@@ -14,9 +14,10 @@ from chatapp.engine.protocol import Engine
 ProgressFn = Callable[[str, "float | None"], None]
 
 
-def engine_from_args(args: Any, progress: ProgressFn) -> Engine:
+def engine_from_args(args: Any, progress: ProgressFn, reply_tokens: int | None = None) -> Engine:
     """Connect to ``args.server`` or load ``args.model``; raises EngineError or
-    ModelLoadError with one line for the user."""
+    ModelLoadError with one line for the user. ``reply_tokens``: the one-shot command's
+    single reply's limit (``--quant auto`` weighs it)."""
     if getattr(args, "server", None):
         from chatapp.engine.remote import RemoteEngine
 
@@ -41,4 +42,5 @@ def engine_from_args(args: Any, progress: ProgressFn) -> Engine:
         context=args.context,
         chat_format=args.chat_format,
         compile=getattr(args, "compile", False),
+        reply_tokens=reply_tokens,
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatapp import paths
+from chatapp import paths, timings
 from chatapp.engine.chat_format import dialogue_chat_template
 from chatapp.engine.protocol import EngineError
 
@@ -33,8 +33,10 @@ QUANT_MODES = {
     "ao-int8": "torchao int8 weight-only (pip install torchao); made for CUDA with --compile",
 }
 AUTO_RULE = (
-    "auto: int8-dynamic on the CPU (measured fastest there: about 2.2x bf16's decode, output "
-    "close to bf16); on CUDA ao-int8 when torchao is installed, else the seed's 8bit"
+    "auto: int8-dynamic on the CPU (measured fastest there: about 2x bf16's decode, output "
+    "close to bf16), but none for a one-shot --prompt reply under 256 tokens (making the "
+    "int8 copy would take longer than it saves); on CUDA ao-int8 when torchao is "
+    "installed, else the seed's 8bit"
 )
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 _MARKER = "chatapp-complete.json"
@@ -82,11 +84,16 @@ def resolve_model_name(name: str | None) -> str:
     return name
 
 
-def resolve_quant(quant: str) -> str:
+def resolve_quant(quant: str, reply_tokens: int | None = None) -> str:
     """The mode to load; ``auto`` as ``auto_quant`` chooses it."""
     if quant not in QUANT_CHOICES:
         raise ModelLoadError(f"--quant must be one of {', '.join(QUANT_CHOICES)}, got {quant!r}")
-    return auto_quant()[0] if quant == "auto" else quant
+    return auto_quant(reply_tokens)[0] if quant == "auto" else quant
+
+
+# Making int8-dynamic's int8 copy of the bundled model takes ~3-5 s on 2 cores and saves
+# ~25 ms per decoded token: a single reply shorter than this is faster without it.
+QUANT_PAYS_AFTER_TOKENS = 256
 
 
 def _torchao_available() -> bool:
@@ -95,15 +102,23 @@ def _torchao_available() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
-def auto_quant() -> tuple[str, str]:
+def auto_quant(reply_tokens: int | None = None) -> tuple[str, str]:
     """What ``--quant auto`` loads on this machine, and why (for the status line).
 
     On the CPU, int8-dynamic: ``python bench/engine_modes.py`` measured it the fastest mode
     for both decode (int8 weights halve the bytes read per token; the 262k-row output head
     dominates them) and prefill (fbgemm's int8 GEMM), with next-token distributions within
     the closeness bound of bf16. On CUDA, torchao's int8 weight-only (fast under
-    ``--compile``) when torchao is installed, else bitsandbytes 8-bit, the seed's mode."""
+    ``--compile``) when torchao is installed, else bitsandbytes 8-bit, the seed's mode.
+
+    ``reply_tokens``: the one-shot command's single reply of at most that many tokens; on
+    the CPU a short one is faster without the int8 copy (``QUANT_PAYS_AFTER_TOKENS``)."""
     if not cuda_available():
+        if reply_tokens is not None and reply_tokens < QUANT_PAYS_AFTER_TOKENS:
+            return "none", (
+                f"one reply of at most {reply_tokens} tokens: the int8 copy would take "
+                "longer to make than it saves"
+            )
         return "int8-dynamic", "the fastest mode measured on the CPU"
     if _torchao_available():
         return "ao-int8", "int8 weight-only, fast on CUDA"
@@ -445,12 +460,14 @@ def load_model(
     quant: str = "auto",
     dtype: str = "auto",
     progress: ProgressFn = _no_progress,
+    reply_tokens: int | None = None,
 ) -> LoadedModel:
-    """Load model + tokenizer; raises ModelLoadError with a one-line, actionable message."""
+    """Load model + tokenizer; raises ModelLoadError with a one-line, actionable message.
+    ``reply_tokens``: see ``auto_quant``."""
     start = time.perf_counter()
     name = resolve_model_name(name)
-    quant_reason = auto_quant()[1] if quant == "auto" else ""
-    quant = resolve_quant(quant)
+    quant_reason = auto_quant(reply_tokens)[1] if quant == "auto" else ""
+    quant = resolve_quant(quant, reply_tokens)
     torch_dtype = resolve_dtype(dtype)
     if name == BUNDLED:
         source = str(ensure_bundled_model(progress))
@@ -464,6 +481,7 @@ def load_model(
     try:
         from transformers import AutoModelForCausalLM
 
+        timings.mark("torch + transformers import")
         progress(f"Loading {name}" + (f" ({quant})" if quant != "none" else ""), 0.95)
         tokenizer_box: dict[str, Any] = {}
 
@@ -490,9 +508,11 @@ def load_model(
         if "error" in tokenizer_box:
             raise tokenizer_box["error"]
         tokenizer = tokenizer_box["value"]
+        timings.mark("tokenizer + weights")
         if quant == "int8-dynamic":
             progress(f"Quantizing {name} to int8", 0.98)
             quantize_dynamic_int8(model)
+            timings.mark("int8 copy of the weights")
     except ModelLoadError:
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one clear line

@@ -125,10 +125,13 @@ class LocalEngine:
         context: int | None = None,
         chat_format: ChatFormat | None = None,
         compile: bool = False,
+        reply_tokens: int | None = None,
     ) -> LocalEngine:
         """Load a model (see ``load_model``) and wrap it; with ``compile``, also compile
         and warm up the fast path, reporting it through ``progress``."""
-        loaded = load_model(model, quant=quant, dtype=dtype, progress=progress)
+        loaded = load_model(
+            model, quant=quant, dtype=dtype, progress=progress, reply_tokens=reply_tokens
+        )
         engine = cls(loaded, context=context, chat_format=chat_format, compile=compile)
         if compile:
             engine.warm_up(progress)

@@ -97,6 +97,8 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._streamed: list[str] = []
         self._pending_lock = threading.Lock()
         self._stream: MarkdownStream | None = None
+        self._unsettled = ""  # streamed text not yet in the reply's Markdown
+        self._settled_at = 0.0
         self._reply_widget: AssistantMessage | None = None
         self._flush_timer: Timer | None = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
+from rich.markdown import Markdown as RichMarkdown
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Button, Markdown, Static
 
 from chatapp.conversation import Conversation, ReplyVersion, Turn
@@ -38,6 +40,42 @@ class UserMessage(Vertical):
         yield Static(self.turn.user, classes="body", markup=False)
 
 
+class StreamTail(Widget):
+    """The end of a streaming reply not yet handed to its Markdown: the line being
+    written, its inline Markdown (bold, code) drawn by Rich. A new piece only repaints this widget; the screen is laid
+    out again only when its height (in wrapped lines) changes, so a flush does not cost
+    a layout of everything on the screen."""
+
+    DEFAULT_CSS = "StreamTail { height: 0; }"
+
+    def __init__(self) -> None:
+        super().__init__(classes="tail")
+        self.text = ""
+        self._lines = 0
+        self._width = 0
+
+    def render(self) -> RichMarkdown:
+        return RichMarkdown(self.text)
+
+    def show(self, text: str) -> None:
+        self.text = text
+        width = self.content_size.width
+        lines = self._count_lines(text, width)
+        if lines != self._lines or width != self._width:
+            self._lines, self._width = lines, width
+            self.styles.height = lines  # a layout, only when the height changes
+        else:
+            self.refresh()
+
+    def _count_lines(self, text: str, width: int) -> int:
+        if not text:
+            return 0
+        if width <= 0:
+            return text.count("\n") + 1
+        console = self.app.console
+        return len(console.render_lines(RichMarkdown(text), console.options.update_width(width)))
+
+
 class AssistantMessage(Vertical):
     """The reply of one turn: shows one of its versions, with its parameters and stats."""
 
@@ -52,6 +90,7 @@ class AssistantMessage(Vertical):
         yield Markdown(
             version.text if version else "", classes="body", parser_factory=_markdown_parser
         )
+        yield StreamTail()
         yield Static("", classes="heat")
         yield Static("", classes="meta")
         yield Static("", classes="context-note")
@@ -88,6 +127,15 @@ class AssistantMessage(Vertical):
     @property
     def markdown(self) -> Markdown:
         return self.query_one(Markdown)
+
+    @property
+    def tail(self) -> StreamTail:
+        return self.query_one(StreamTail)
+
+    @property
+    def shown_text(self) -> str:
+        """The text on screen: the Markdown's and, while streaming, the tail's."""
+        return self.markdown.source + self.tail.text
 
     # -- drawing --------------------------------------------------------------------------
     def set_context_note(self, text: str) -> None:

@@ -4,6 +4,7 @@ what it streams, and the end of it. Mixed into the app."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -25,6 +26,9 @@ else:
     _Base = object
 
 FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
+# Whole lines go to the reply's Markdown at most this often (each costs a layout of the
+# screen); the line being written shows in the reply's StreamTail at every flush.
+SETTLE_INTERVAL = 0.5
 
 
 class ReplyStreaming(_Base):
@@ -45,6 +49,8 @@ class ReplyStreaming(_Base):
         self._lens_shown_count = 0
         self._pending.clear()
         self._streamed.clear()
+        self._unsettled = ""
+        self._settled_at = time.monotonic()
         self._stream = Markdown.get_stream(reply.markdown)
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
         self.query_one(ChatPane).anchor()
@@ -66,7 +72,20 @@ class ReplyStreaming(_Base):
             # Saved at most once a second: the store's cost stays out of the token rate.
             self.session.stream_text(self._reply_widget.version, "".join(self._streamed))
         if text and self._stream is not None:
-            await self._stream.write(text)
+            await self._show_streamed(text)
+
+    async def _show_streamed(self, text: str, final: bool = False) -> None:
+        """Hand whole lines to the Markdown now and then; show the rest in the tail."""
+        unsettled = self._unsettled + text
+        now = time.monotonic()
+        cut = len(unsettled) if final else unsettled.rfind("\n") + 1
+        if cut and (final or now - self._settled_at >= SETTLE_INTERVAL):
+            await self._stream.write(unsettled[:cut])
+            unsettled = unsettled[cut:]
+            self._settled_at = now
+        self._unsettled = unsettled
+        if self._reply_widget is not None:
+            self._reply_widget.tail.show(unsettled)
 
     @work(thread=True, exclusive=True, group="reply", name="reply")
     def _generate(
@@ -99,6 +118,7 @@ class ReplyStreaming(_Base):
             self._flush_timer = None
         await self._flush_stream()
         if self._stream is not None:
+            await self._show_streamed("", final=True)
             await self._stream.stop()
             self._stream = None
 
