@@ -1,24 +1,30 @@
-"""How fast streamed text reaches the terminal, and whether typing stays responsive.
+"""How fast streamed text reaches the terminal, what drawing it costs the UI thread, and
+whether typing stays responsive.
 
-    python bench/ui_stream.py              # fake source in a real terminal + real model
-    python bench/ui_stream.py --no-real    # fake source only
+    python bench/ui_stream.py              # parts 1-3
+    python bench/ui_stream.py --no-real    # part 1 only (fake source)
+    python bench/ui_stream.py --only-real --model FOLDER --quant MODE [--compile]  # GPU box
 
-Part 1 runs the app in a child process on a pseudo-terminal (120x40, the real terminal
-driver, so every frame is written as it would be to a user's terminal). A fake source
-streams a reply with paragraphs, lists and code blocks at a set rate. The parent reads the
-terminal output and prints:
+Part 1 runs the app in a child process on a pseudo-terminal (the real terminal driver, so
+every frame is written as it would be to a user's terminal). A fake source streams a
+reply with paragraphs, lists and code blocks at a set rate: at 80x24 and 200x60 at
+30 tok/s (a CPU model's pace), then at 120x40 at 500 tok/s. Per run:
   - tokens/s reaching the terminal: Enter to the frame that shows the last token;
-  - tokens drawn while streaming: how many tokens appeared in the terminal output before
-    the reply ended, and whether the app had to replace the streamed text at the end;
-  - keypress-to-frame latency: a key typed every 100 ms while streaming, timed from the
-    write to the pty until a frame containing that character comes back;
-  - drawing cost per token: the Markdown parse and mount that follow each write
-    (timed in the child), first 100 tokens vs last 100.
-Part 2 runs the real bundled model headless in the app and directly through the engine,
-alternating and rotating the order, and compares tokens/s measured from Enter to the last
-token drawn with the engine's own request-to-last-token rate.
-Targets: all tokens drawn while streaming (0 repairs), worst latency <= 50 ms, no growth,
-app/engine >= 0.95.
+  - tokens drawn while streaming (numbered tokens seen in the terminal output) and
+    whether the app had to replace the streamed text at the end;
+  - keypress-to-frame latency: a key typed every 100 ms while streaming;
+  - the UI thread's share of a core while streaming (its CPU time, read in the child);
+  - the UI thread's CPU time per token over the first 100 and the last 100 tokens.
+Part 3 pastes a 7,800-character message into the app with the real bundled model: Enter
+to the message and to "Generating" on screen, and keypress latency during the prefill.
+Part 2 runs the real model headless in the app and directly through the engine,
+alternating and rotating the order, and compares tokens/s from Enter to the last token
+drawn with the engine's own request-to-last-token rate. Ends with one line:
+``app/engine tokens/s ratio: R``.
+Targets: every token drawn while streaming (0 repairs); UI thread <= 5% of a core at a
+CPU model's pace and <= 15% at 500 tok/s; keypress <= 50 ms; cost per token flat (last
+100 within 1.1x of the first 100); long prompt: message and Generating within 200 ms,
+keypress <= 100 ms; app/engine >= 0.97.
 """
 
 from __future__ import annotations
@@ -101,11 +107,22 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
         markdown.append = timed_append  # type: ignore[method-assign]
 
     original_start = app._start_reply
+    cpu: list[tuple[float, float, int]] = []  # (wall, UI-thread CPU seconds, chars drawn)
+    original_flush = app._flush_stream
+
+    async def flush() -> None:
+        await original_flush()
+        reply = app._reply_widget
+        if reply is not None:
+            cpu.append((time.perf_counter(), time.thread_time(), len(reply.shown_text)))
+
+    app._flush_stream = flush  # type: ignore[method-assign]
 
     def start(index: int) -> None:
         reply = app.query_one(ChatPane).reply_for(index)
         assert reply is not None
         instrument(reply)
+        cpu.append((time.perf_counter(), time.thread_time(), 0))
         original_start(index)
 
     app._start_reply = start  # type: ignore[method-assign]
@@ -119,19 +136,29 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     for chars, seconds in costs:
         drawn = sum(1 for e in ends if e <= chars)
         rows.append((drawn, seconds))
+    samples = [(w, c, sum(1 for e in ends if e <= chars)) for w, c, chars in cpu]
     Path(result_path).write_text(
-        json.dumps({"repairs": app.stream_repairs, "appends": rows, "done": app.replies_done})
+        json.dumps(
+            {
+                "repairs": app.stream_repairs,
+                "appends": rows,
+                "done": app.replies_done,
+                "cpu": samples,
+            }
+        )
     )
 
 
-def run_in_terminal(tokens: int, rate: float) -> None:
+def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40)) -> dict:
     pieces = reply_pieces(tokens)
     expected = numbered(pieces)
     last = max(expected)
     result = Path(tempfile.mkstemp(suffix=".json")[1])
     child = PtyChild(
         [sys.executable, __file__, "--child", str(tokens), str(rate), str(result)],
-        {**os.environ, "COLUMNS": "120", "LINES": "40"},
+        {**os.environ, "COLUMNS": str(size[0]), "LINES": str(size[1])},
+        rows=size[1],
+        cols=size[0],
     )
     primary, proc, buffer, read = child.primary, child.proc, child.buffer, child.read
 
@@ -206,8 +233,8 @@ def run_in_terminal(tokens: int, rate: float) -> None:
     result.unlink()
 
     print(
-        f"fake source in a real terminal (120x40): {tokens} tokens at {rate:.0f} tok/s "
-        "(paragraphs, lists, code blocks)"
+        f"fake source in a real terminal ({size[0]}x{size[1]}): {tokens} tokens at {rate:.0f} "
+        "tok/s (paragraphs, lists, code blocks)"
     )
     if last_at is None:
         print("the last token never reached the terminal")
@@ -239,11 +266,31 @@ def run_in_terminal(tokens: int, rate: float) -> None:
             prev = max(prev, drawn)
         return statistics.mean(per_token) * 1000 if per_token else float("nan")
 
-    early, late = cost_between(0, 100), cost_between(tokens - 100, tokens)
-    print(
-        f"parse + mount per token       first 100: {early:.3f} ms, last 100: {late:.3f} ms "
-        f"(growth x{late / early:.2f}; {len(rows)} appends)"
-    )
+    samples = child.get("cpu", [])
+    summary: dict = {"seen": len(seen), "expected": len(expected), "latencies": latencies}
+    if len(samples) >= 2:
+        wall = samples[-1][0] - samples[0][0]
+        busy = samples[-1][1] - samples[0][1]
+        summary["ui_share"] = busy / wall
+
+        def ui_cost(lo: int, hi: int) -> float:
+            """UI-thread CPU ms per token while tokens lo..hi were drawn."""
+            inside = [x for x in samples if lo <= x[2] <= hi]
+            if len(inside) < 2 or inside[-1][2] == inside[0][2]:
+                return float("nan")
+            return (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]) * 1000
+
+        early, late = ui_cost(0, 100), ui_cost(tokens - 100, tokens)
+        summary["growth"] = late / early if early else float("nan")
+        print(
+            f"UI thread while streaming     {busy / wall * 100:.1f}% of a core ({busy:.2f} s CPU "
+            f"in {wall:.2f} s)"
+        )
+        print(
+            f"UI-thread CPU per token       first 100: {early:.3f} ms, last 100: {late:.3f} ms "
+            f"(x{summary['growth']:.2f})"
+        )
+    return summary
 
 
 # -- part 2: the real model, app vs engine -------------------------------------------------
@@ -252,7 +299,9 @@ def _drawn_length(reply) -> int:
     from textual.widgets._markdown import MarkdownBlock
 
     blocks = reply.markdown.query(MarkdownBlock)
-    return sum(len(b._content.plain) for b in blocks if not b.query(MarkdownBlock))
+    return sum(len(b._content.plain) for b in blocks if not b.query(MarkdownBlock)) + len(
+        reply.tail.text
+    )
 
 
 async def real_model(
@@ -316,6 +365,90 @@ async def real_model(
     return a / e
 
 
+# -- part 3: a long pasted prompt, the real model --------------------------------------------
+def long_prompt(chars: int = 7800) -> dict:
+    """Paste a ``chars``-character message into the real app (bundled model, 120x40) and
+    press Enter: how long until the message and the Generating status are on screen, and
+    the keypress-to-frame latency while the model reads the prompt."""
+    sentence = "The harbour wakes slowly and the boats go out one by one. "
+    body = (sentence * (chars // len(sentence) + 1))[: chars - 7] + "ENDMARK"
+    data = Path(tempfile.mkdtemp())
+    env = {
+        **os.environ,
+        "CHATAPP_CONFIG_DIR": str(data / "config"),
+        "CHATAPP_DATA_DIR": str(data / "data"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    child = PtyChild(
+        [sys.executable, "-m", "chatapp", "--model", "bundled", "--quant", "none"],
+        env,
+        rows=40,
+        cols=120,
+    )
+
+    def plain(start: int) -> str:
+        return ANSI.sub(b"", bytes(child.buffer[start:])).decode("utf-8", "replace")
+
+    def wait_for(needle: str, start: int, timeout: float) -> float | None:
+        began = time.perf_counter()
+        while time.perf_counter() - began < timeout:
+            child.read(0.002)
+            if needle in plain(start):
+                return time.perf_counter()
+        return None
+
+    if wait_for("Ready", 0, 120) is None:
+        child.proc.kill()
+        raise SystemExit("the app did not become ready")
+    child.write(b"\x1b[200~" + body.encode() + b"\x1b[201~")
+    time.sleep(1.5)
+    while child.read(0.1):
+        pass
+    offset = len(child.buffer)
+    enter = time.perf_counter()
+    child.write(b"\r")
+    generating = wait_for("Generating", offset, 30)
+    shown = wait_for("ENDMARK", offset, 30)
+    latencies = []
+    first_token_deadline = time.perf_counter() + 60
+    key_index = 0
+    while time.perf_counter() < first_token_deadline:
+        if "tok/s" in plain(offset):  # the reply ended: the prefill is long over
+            break
+        key = MARKERS[key_index % len(MARKERS)]
+        key_index += 1
+        at, sent = len(child.buffer), time.perf_counter()
+        child.write(key.encode())
+        got = wait_for(key, at, 5)
+        if got is not None:
+            latencies.append(got - sent)
+        time.sleep(0.1)
+        if key_index >= 30:
+            break
+    child.write(b"\x11")
+    try:
+        child.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.proc.kill()
+    result = {
+        "message_ms": (shown - enter) * 1000 if shown else float("nan"),
+        "generating_ms": (generating - enter) * 1000 if generating else float("nan"),
+        "latencies": latencies,
+    }
+    print(f"long prompt: a pasted {chars}-character message, the real bundled model (120x40)")
+    print(
+        f"Enter to the message on screen {result['message_ms']:.0f} ms, to 'Generating' "
+        f"{result['generating_ms']:.0f} ms (target <= 200 ms)"
+    )
+    if latencies:
+        print(
+            f"keypress-to-frame latency while it reads the prompt: median "
+            f"{statistics.median(latencies) * 1000:.0f} ms, worst {max(latencies) * 1000:.0f} ms "
+            f"over {len(latencies)} keys (target <= 100 ms)"
+        )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -329,13 +462,28 @@ def main() -> None:
     parser.add_argument("--quant", default="none")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--only-real", action="store_true", help="part 2 only")
+    parser.add_argument("--no-long-prompt", action="store_true", help="skip part 3")
+    parser.add_argument(
+        "--rate-runs",
+        help="part 1's runs as 'COLS,ROWS,RATE,TOKENS ...' (default: 80x24 and 200x60 at 30 "
+        "tok/s, a CPU model's pace, then 120x40 at 500 tok/s)",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_app(int(args.child[0]), float(args.child[1]), args.child[2])
         return
     if not args.only_real:
-        run_in_terminal(args.tokens, args.rate)
+        if args.rate_runs:
+            runs = [tuple(float(x) for x in spec.split(",")) for spec in args.rate_runs.split()]
+        else:
+            runs = [(80, 24, 30, 300), (200, 60, 30, 300), (120, 40, 500, args.tokens)]
+        for cols, rows, rate, tokens in runs:
+            run_in_terminal(int(tokens), rate, (int(cols), int(rows)))
+            print()
+    if not args.no_real and not args.no_long_prompt:
+        long_prompt()
+        print()
     if not args.no_real:
         ratio = asyncio.run(
             real_model(args.real_tokens, args.runs, args.model, args.quant, args.compile)

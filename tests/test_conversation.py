@@ -178,7 +178,7 @@ def test_raw_mode_matches_the_tutorial_cell_token_for_token(engine):
     flags += ["--temperature", "0.75", "--repetition-penalty", "1.1", "--seed", "7"]
     ours = subprocess.run(
         [sys.executable, "-m", "chatapp", "--model", "bundled", "--raw", "--dtype", "bfloat16"]
-        + ["--prompt", prompt, *flags],
+        + ["--quant", "none", "--prompt", prompt, *flags],  # the same weights as the cell
         capture_output=True,
         text=True,
         timeout=300,

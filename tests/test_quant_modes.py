@@ -119,3 +119,12 @@ def test_ao_int8_without_torchao_is_one_clear_line():
     else:  # pragma: no cover - torchao is not in the test extras
         loaded = load_model("bundled", quant="ao-int8")
         assert loaded.quant == "ao-int8"
+
+
+def test_auto_leaves_a_short_one_shot_reply_unquantized_on_the_cpu():
+    from chatapp.engine.loading import QUANT_PAYS_AFTER_TOKENS
+
+    mode, reason = auto_quant(reply_tokens=8)
+    assert mode == "none" and "longer to make than it saves" in reason
+    assert auto_quant(reply_tokens=QUANT_PAYS_AFTER_TOKENS)[0] == "int8-dynamic"
+    assert auto_quant()[0] == "int8-dynamic"  # the app: a whole conversation

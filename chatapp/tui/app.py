@@ -97,6 +97,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._streamed: list[str] = []
         self._pending_lock = threading.Lock()
         self._stream: MarkdownStream | None = None
+        self._ui_thread_id = threading.get_native_id()
         self._unsettled = ""  # streamed text not yet in the reply's Markdown
         self._settled_at = 0.0
         self._reply_widget: AssistantMessage | None = None

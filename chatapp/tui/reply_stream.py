@@ -31,6 +31,33 @@ FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
 SETTLE_INTERVAL = 0.5
 
 
+WORKER_NICE = 10  # how far below the UI thread the threads that generate run
+
+
+def yield_cpu_to_the_ui(main_thread_id: int) -> int:
+    """Lower the priority of every thread of this process but the UI's (the generation
+    worker and torch's compute threads): on 2 cores, a prompt's prefill would otherwise
+    take both and the screen would freeze until it ends. Only lowers (any user may);
+    returns how many threads were lowered. Linux only; elsewhere a no-op."""
+    import os
+
+    tasks = "/proc/self/task"
+    if not hasattr(os, "setpriority") or not os.path.isdir(tasks):
+        return 0
+    lowered = 0
+    for name in os.listdir(tasks):
+        tid = int(name)
+        if tid == main_thread_id:
+            continue
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < WORKER_NICE:
+                os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+                lowered += 1
+        except OSError:  # the thread ended, or it is not ours to change
+            pass
+    return lowered
+
+
 class ReplyStreaming(_Base):
     """Streams one reply at a time into its widget and the store (handlers use ``on_*``
     names: ``@on`` is not registered in a plain mixin)."""
@@ -99,6 +126,8 @@ class ReplyStreaming(_Base):
     ):
         stats = None
         error = None
+        # Each time: torch may have started compute threads since the last reply.
+        yield_cpu_to_the_ui(self._ui_thread_id)
         try:
             stats = self.source.stream_reply(
                 messages, params, self._on_piece, lens=recorder, cancel=cancel, wait=True
