@@ -40,6 +40,9 @@ class UserMessage(Vertical):
         yield Static(self.turn.user, classes="body", markup=False)
 
 
+TAIL_STEP = 6  # the tail grows this many lines at a time (each growth is a layout)
+
+
 class StreamTail(Widget):
     """The end of a streaming reply not yet handed to its Markdown: the line being
     written, its inline Markdown (bold, code) drawn by Rich. A new piece only repaints this widget; the screen is laid
@@ -57,13 +60,17 @@ class StreamTail(Widget):
     def render(self) -> RichMarkdown:
         return RichMarkdown(self.text)
 
-    def show(self, text: str) -> None:
+    def show(self, text: str, settled: bool = False) -> None:
+        """Draw ``text``. Its height only grows while text is added, a few lines at a time;
+        it may shrink when ``settled`` (text just moved to the Markdown, which costs a
+        layout anyway)."""
         self.text = text
         width = self.content_size.width
         lines = self._count_lines(text, width)
-        if lines != self._lines or width != self._width:
-            self._lines, self._width = lines, width
-            self.styles.height = lines  # a layout, only when the height changes
+        height = -(-lines // TAIL_STEP) * TAIL_STEP
+        if width != self._width or height > self._lines or (settled and height != self._lines):
+            self._lines, self._width = height, width
+            self.styles.height = height  # a layout, only when the height changes
         else:
             self.refresh()
 

@@ -26,9 +26,21 @@ else:
     _Base = object
 
 FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
-# Whole lines go to the reply's Markdown at most this often (each costs a layout of the
-# screen); the line being written shows in the reply's StreamTail at every flush.
-SETTLE_INTERVAL = 0.5
+# Finished blocks go to the reply's Markdown at most this often (each costs a layout of
+# the screen); the rest shows in the reply's StreamTail, repainted at every flush.
+SETTLE_INTERVAL = 1.0
+TAIL_LINES = 12  # a tail with more lines than this settles at a line end, not a block end
+
+
+def _settle_point(text: str) -> int:
+    """Where the finished part of ``text`` ends: after its last blank line (a block's
+    end), or after its last line end once the tail runs long (a long code block)."""
+    block = text.rfind("\n\n")
+    if block >= 0:
+        return block + 2
+    if text.count("\n") > TAIL_LINES:
+        return text.rfind("\n") + 1
+    return 0
 
 
 WORKER_NICE = 10  # how far below the UI thread the threads that generate run
@@ -102,17 +114,18 @@ class ReplyStreaming(_Base):
             await self._show_streamed(text)
 
     async def _show_streamed(self, text: str, final: bool = False) -> None:
-        """Hand whole lines to the Markdown now and then; show the rest in the tail."""
+        """Hand finished blocks to the Markdown now and then; show the rest in the tail."""
         unsettled = self._unsettled + text
         now = time.monotonic()
-        cut = len(unsettled) if final else unsettled.rfind("\n") + 1
-        if cut and (final or now - self._settled_at >= SETTLE_INTERVAL):
+        cut = len(unsettled) if final else _settle_point(unsettled)
+        settled = bool(cut) and (final or now - self._settled_at >= SETTLE_INTERVAL)
+        if settled:
             await self._stream.write(unsettled[:cut])
             unsettled = unsettled[cut:]
             self._settled_at = now
         self._unsettled = unsettled
         if self._reply_widget is not None:
-            self._reply_widget.tail.show(unsettled)
+            self._reply_widget.tail.show(unsettled, settled=settled)
 
     @work(thread=True, exclusive=True, group="reply", name="reply")
     def _generate(
