@@ -128,3 +128,32 @@ def test_auto_leaves_a_short_one_shot_reply_unquantized_on_the_cpu():
     assert mode == "none" and "longer to make than it saves" in reason
     assert auto_quant(reply_tokens=QUANT_PAYS_AFTER_TOKENS)[0] == "int8-dynamic"
     assert auto_quant()[0] == "int8-dynamic"  # the app: a whole conversation
+
+
+def test_a_reply_uses_the_float_weights_until_the_int8_copy_is_made_never_a_mix(
+    engine, engine_int8
+):
+    """The app makes the int8 copy on a thread after Ready; each request decides at its
+    start, for the whole request."""
+    int8 = engine_int8.loaded.int8
+    assert int8.ready.is_set() and int8.error is None
+    int8.ready.clear()  # as while the copy is being made
+    try:
+        assert engine_int8.int8_pending and "making the int8 copy" in engine_int8.describe()
+        pending = engine_int8.stream_reply(HELLO, GREEDY)
+        assert not int8.on
+        engine.reset()
+        assert pending.token_ids == engine.stream_reply(HELLO, GREEDY).token_ids
+    finally:
+        int8.ready.set()
+    made = engine_int8.stream_reply(HELLO, GREEDY)
+    assert int8.on and not engine_int8.int8_pending
+    assert made.new_tokens > 0
+
+
+def test_the_int8_copy_is_made_on_a_thread_when_asked():
+    loaded = load_model("bundled", quant="int8-dynamic", background=True)
+    assert loaded.int8 is not None
+    assert loaded.int8.ready.wait(120) and loaded.int8.error is None
+    assert all(m.packed is not None for m in loaded.int8.modules)
+    assert loaded.int8.use(True)

@@ -14,10 +14,13 @@ from chatapp.engine.protocol import Engine
 ProgressFn = Callable[[str, "float | None"], None]
 
 
-def engine_from_args(args: Any, progress: ProgressFn, reply_tokens: int | None = None) -> Engine:
+def engine_from_args(
+    args: Any, progress: ProgressFn, reply_tokens: int | None = None, background: bool = False
+) -> Engine:
     """Connect to ``args.server`` or load ``args.model``; raises EngineError or
     ModelLoadError with one line for the user. ``reply_tokens``: the one-shot command's
-    single reply's limit (``--quant auto`` weighs it)."""
+    single reply's limit (``--quant auto`` weighs it). ``background``: the app's way, an
+    int8 copy made on a thread while the app is already usable."""
     if getattr(args, "server", None):
         from chatapp.engine.remote import RemoteEngine
 
@@ -43,4 +46,5 @@ def engine_from_args(args: Any, progress: ProgressFn, reply_tokens: int | None =
         chat_format=args.chat_format,
         compile=getattr(args, "compile", False),
         reply_tokens=reply_tokens,
+        background=background,
     )

@@ -69,6 +69,7 @@ class LoadedModel:
     device: str
     load_seconds: float
     quant_reason: str = ""  # why --quant auto chose this mode ("" when it was asked for)
+    int8: Any = None  # int8-dynamic's Int8Copy
 
 
 def cuda_available() -> bool:
@@ -351,12 +352,51 @@ def fbgemm_reduce_range(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return True
 
 
-def quantize_dynamic_int8(model: Any) -> Any:
+class Int8Copy:
+    """int8-dynamic's int8 copy of a model's weights, made now or on a thread.
+
+    Every ``Linear`` is wrapped at once (``DecodeInt8Linear``); ``make`` then quantizes
+    and packs their weights, a few seconds for the bundled model, on a thread when the
+    app should not wait for it. Until ``use(True)`` switches them on, the wrapped layers
+    use their float weights, so a reply is computed one way from its start to its end:
+    the engine decides per request."""
+
+    def __init__(self, modules: list[Any]) -> None:
+        self.modules = modules
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.on = False  # read by every wrapped layer
+
+    def make(self) -> None:
+        start = time.perf_counter()
+        try:
+            with _quiet():
+                for module in self.modules:
+                    module.pack()
+        except BaseException as exc:  # noqa: BLE001 - the engine stays on float weights
+            self.error = exc
+        self.seconds = time.perf_counter() - start
+        self.ready.set()
+
+    def make_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.make, name="int8-copy", daemon=True)
+        thread.start()
+        return thread
+
+    def use(self, wanted: bool = True) -> bool:
+        """Switch the int8 weights on (if made) or off; returns whether they are on."""
+        self.on = wanted and self.ready.is_set() and self.error is None
+        return self.on
+
+
+def quantize_dynamic_int8(model: Any, background: bool = False) -> Int8Copy:
     """int8-dynamic: every ``Linear`` of a CPU model, the output head included, gets an
     int8 copy of its weights (per output channel, fbgemm's packed layout) used for a
     single token, the decode step, where reading the weights is the whole cost; a call
     with several tokens (a prompt's prefill, compute-bound) keeps the float weights, so
-    the prompt's KV is exactly the unquantized model's. See ``DecodeInt8Linear``."""
+    the prompt's KV is exactly the unquantized model's. See ``DecodeInt8Linear``. The
+    copy is made now, or on a thread with ``background``; it is switched on when made."""
     import torch
 
     if model.device.type != "cpu":
@@ -372,10 +412,17 @@ def quantize_dynamic_int8(model: Any) -> Any:
         for name, child in parent.named_children()
         if type(child) is torch.nn.Linear
     ]
-    with _quiet():
-        for parent, name, child in targets:
-            setattr(parent, name, DecodeInt8Linear(child, reduce_range))
-    return model
+    copy = Int8Copy([])
+    for parent, name, child in targets:
+        wrapped = DecodeInt8Linear(child, reduce_range, copy)
+        setattr(parent, name, wrapped)
+        copy.modules.append(wrapped)
+    if background:
+        copy.make_in_background()
+    else:
+        copy.make()
+        copy.use(True)
+    return copy
 
 
 @functools.cache
@@ -391,15 +438,20 @@ def _decode_int8_linear_class() -> Any:
         float32 bytes to read, half of bf16's. Several rows (prefill): the float weights,
         whose matmul is compute-bound and exact. The output head sees one row in both
         phases (generate keeps only the last position's logits), so every sampled
-        distribution comes from the int8 head.
+        distribution comes from the int8 head. Float weights too while the copy is not
+        made or not switched on (``Int8Copy``).
         """
 
-        def __init__(self, linear: Any, reduce_range: bool) -> None:
+        def __init__(self, linear: Any, reduce_range: bool, copy: Int8Copy) -> None:
             super().__init__()
             self.linear = linear
             self.in_features, self.out_features = linear.in_features, linear.out_features
             self.reduce_range = reduce_range
-            weight = linear.weight.detach().float()
+            self.copy = copy
+            self.packed: Any = None
+
+        def pack(self) -> None:
+            weight = self.linear.weight.detach().float()
             scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
             quantized = torch.quantize_per_channel(
                 weight,
@@ -408,7 +460,8 @@ def _decode_int8_linear_class() -> Any:
                 0,
                 torch.qint8,
             )
-            bias = linear.bias.detach().float() if linear.bias is not None else None
+            bias = self.linear.bias
+            bias = bias.detach().float() if bias is not None else None
             self.packed = torch.ops.quantized.linear_prepack(quantized, bias)
 
         @property
@@ -420,7 +473,7 @@ def _decode_int8_linear_class() -> Any:
             return self.linear.bias
 
         def forward(self, x: Any) -> Any:
-            if x.numel() != x.shape[-1]:  # several tokens: the float weights
+            if x.numel() != x.shape[-1] or not self.copy.on:  # prefill, or no int8 yet
                 return self.linear(x)
             out = torch.ops.quantized.linear_dynamic(
                 x.float(), self.packed, reduce_range=self.reduce_range
@@ -461,9 +514,11 @@ def load_model(
     dtype: str = "auto",
     progress: ProgressFn = _no_progress,
     reply_tokens: int | None = None,
+    background: bool = False,
 ) -> LoadedModel:
     """Load model + tokenizer; raises ModelLoadError with a one-line, actionable message.
-    ``reply_tokens``: see ``auto_quant``."""
+    ``reply_tokens``: see ``auto_quant``. ``background``: int8-dynamic's int8 copy is
+    made on a thread (the app is ready at once; replies use it once it is made)."""
     start = time.perf_counter()
     name = resolve_model_name(name)
     quant_reason = auto_quant(reply_tokens)[1] if quant == "auto" else ""
@@ -483,35 +538,26 @@ def load_model(
 
         timings.mark("torch + transformers import")
         progress(f"Loading {name}" + (f" ({quant})" if quant != "none" else ""), 0.95)
-        tokenizer_box: dict[str, Any] = {}
-
-        def load_tokenizer() -> None:
-            try:
-                tokenizer_box["value"] = _load_tokenizer(source)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                tokenizer_box["error"] = exc
-
-        # The tokenizer loads while the weights do: it halves a warm start.
-        tokenizer_thread = threading.Thread(target=load_tokenizer, name="load-tokenizer")
-        tokenizer_thread.start()
-        try:
-            with _quiet():
-                model = AutoModelForCausalLM.from_pretrained(
-                    source,
-                    dtype=torch_dtype,
-                    device_map="auto",
-                    low_cpu_mem_usage=True,
-                    quantization_config=quantization_config(quant, torch_dtype),
-                )
-        finally:
-            tokenizer_thread.join()
-        if "error" in tokenizer_box:
-            raise tokenizer_box["error"]
-        tokenizer = tokenizer_box["value"]
-        timings.mark("tokenizer + weights")
+        # One after the other: tokenizers holds the GIL while it parses tokenizer.json,
+        # and most of from_pretrained's first call is Python importing modules, so a
+        # thread for each only made them take turns, slower (measured 5.6-6.4 s against
+        # 5.1-5.6 s from start to loaded).
+        tokenizer = _load_tokenizer(source)
+        timings.mark("tokenizer")
+        with _quiet():
+            model = AutoModelForCausalLM.from_pretrained(
+                source,
+                dtype=torch_dtype,
+                device_map="auto",
+                low_cpu_mem_usage=True,
+                quantization_config=quantization_config(quant, torch_dtype),
+            )
+        timings.mark("weights (from_pretrained)")
+        int8 = None
         if quant == "int8-dynamic":
-            progress(f"Quantizing {name} to int8", 0.98)
-            quantize_dynamic_int8(model)
+            if not background:
+                progress(f"Making the int8 copy of {name}", 0.98)
+            int8 = quantize_dynamic_int8(model, background=background)
             timings.mark("int8 copy of the weights")
     except ModelLoadError:
         raise
@@ -531,6 +577,7 @@ def load_model(
         device=device,
         load_seconds=time.perf_counter() - start,
         quant_reason=quant_reason,
+        int8=int8,
     )
 
 

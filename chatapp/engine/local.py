@@ -126,11 +126,18 @@ class LocalEngine:
         chat_format: ChatFormat | None = None,
         compile: bool = False,
         reply_tokens: int | None = None,
+        background: bool = False,
     ) -> LocalEngine:
         """Load a model (see ``load_model``) and wrap it; with ``compile``, also compile
-        and warm up the fast path, reporting it through ``progress``."""
+        and warm up the fast path, reporting it through ``progress``. ``background``:
+        int8-dynamic's int8 copy is made on a thread (see ``int8_pending``)."""
         loaded = load_model(
-            model, quant=quant, dtype=dtype, progress=progress, reply_tokens=reply_tokens
+            model,
+            quant=quant,
+            dtype=dtype,
+            progress=progress,
+            reply_tokens=reply_tokens,
+            background=background,
         )
         engine = cls(loaded, context=context, chat_format=chat_format, compile=compile)
         if compile:
@@ -164,11 +171,27 @@ class LocalEngine:
 
     def describe(self) -> str:
         text = describe_loaded(self.loaded, self.chat_format, self.context_window)
+        if self.int8_pending:
+            text += " · making the int8 copy (replies use the float weights until then)"
         return text + (" · static cache + torch.compile" if self.compiled else "")
+
+    @property
+    def int8_pending(self) -> bool:
+        """int8-dynamic's int8 copy is still being made on its thread."""
+        int8 = self.loaded.int8
+        return int8 is not None and not int8.ready.is_set()
+
+    def _switch_int8(self) -> None:
+        """Per request, under the lock: the int8 weights if they are made, for the whole
+        request (a reply never mixes the two)."""
+        if self.loaded.int8 is not None:
+            self.loaded.int8.use(True)
 
     def engine_label(self) -> str:
         loaded = self.loaded
         fast = " compiled" if self.compiled else ""
+        if self.int8_pending:
+            fast += " (float weights: int8 copy not made yet)"
         return f"local {loaded.quant} {loaded.dtype} {loaded.device}{fast} · {self.chat_format}"
 
     # -- state ----------------------------------------------------------------------------
@@ -240,6 +263,7 @@ class LocalEngine:
             raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
         try:
             self._cancel = cancel if cancel is not None else threading.Event()
+            self._switch_int8()
             return self._generate(messages, params, on_text, on_token, logits_processor, lens)
         finally:
             self._lock.release()
@@ -265,6 +289,7 @@ class LocalEngine:
         if not self._lock.acquire(blocking=False):
             raise EngineBusy("A reply is being generated; the what-if waits until it ends.")
         try:
+            self._switch_int8()
             fitted = self.plan(messages, fitted_for or params).prompt_ids
             prompt = torch.tensor([fitted], dtype=torch.long, device=self.model.device)
             prefix = torch.tensor([list(reply_ids[:step])], dtype=torch.long, device=prompt.device)
@@ -298,6 +323,7 @@ class LocalEngine:
         if not self._lock.acquire(blocking=False):
             raise EngineBusy("A reply is being generated; the lens waits until it ends.")
         try:
+            self._switch_int8()
             prompt = self.plan(messages, params).prompt_ids  # as fitted to the window
             reply = [int(t) for t in token_ids]
             ids = torch.tensor([prompt + reply], dtype=torch.long, device=self.model.device)

@@ -180,6 +180,8 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self.source = event.source
         self.query_one(LoadingView).display = False
         self._set_status("Ready · " + self.source.describe())
+        if getattr(self.source, "int8_pending", False):
+            self._int8_timer = self.set_interval(0.5, self._int8_made)
         for warning in self.source.warnings:
             self.notify(warning, title="Connection", severity="warning", timeout=15)
         capabilities = self.source.capabilities
@@ -287,6 +289,24 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         await reply.redraw()
         reply.show_heat(self.heat_on)
 
+    def _int8_made(self) -> None:
+        """Say so when the int8 copy (made on its thread after Ready) is in use."""
+        if getattr(self.source, "int8_pending", True):
+            return
+        self._int8_timer.stop()
+        int8 = self.source.loaded.int8
+        if int8.error is not None:
+            self.notify(
+                f"The int8 copy failed ({int8.error}); replies use the float weights",
+                severity="warning",
+            )
+        else:
+            self.notify(
+                f"int8 copy made in {int8.seconds:.1f} s: replies now decode in int8", timeout=4
+            )
+        if not self.generating:
+            self._set_status("Ready · " + self.source.describe())
+
     def on_unmount(self) -> None:
         self._keep_partial_reply()
 
@@ -327,7 +347,7 @@ def make_app(
     args: argparse.Namespace, params: SamplingParams, engine_factory: EngineFactory | None = None
 ) -> ChatApp:
     """The app as the command line configures it (shared by ``run_app`` and the tests)."""
-    factory = engine_factory or partial(engine_from_args, args)
+    factory = engine_factory or partial(engine_from_args, args, background=True)
     return ChatApp(
         factory,
         params,
