@@ -135,3 +135,20 @@ def test_out_of_memory_suggests_smaller_options():
 def test_bad_quant_choice_is_rejected():
     with pytest.raises(ModelLoadError, match="--quant must be one of"):
         load_model("bundled", quant="3bit")
+
+
+def test_native_bf16_is_read_from_the_cpu_flags_and_a_held_back_onednn(tmp_path, monkeypatch):
+    from chatapp.engine.loading import cpu_has_native_bf16, fbgemm_reduce_range
+
+    avx512 = tmp_path / "avx512"
+    avx512.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("flags\t\t: fpu avx2 fma\n")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("FBGEMM_ENABLE_INSTRUCTIONS", raising=False)
+    assert cpu_has_native_bf16(str(avx512)) and not cpu_has_native_bf16(str(avx2))
+    assert not fbgemm_reduce_range(str(avx512)) and fbgemm_reduce_range(str(avx2))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("FBGEMM_ENABLE_INSTRUCTIONS", "AVX2")
+    assert not cpu_has_native_bf16(str(avx512))
+    assert fbgemm_reduce_range(str(avx512))

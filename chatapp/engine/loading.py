@@ -131,6 +131,9 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
     Without them bf16 is emulated: measured on a 2-core AVX2 machine, a 790-token prompt
     took 9.9 s in bf16 against 2.0 s in float32, so float32 is the CPU default there."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and isa != "ALL" and "BF16" not in isa and "AMX" not in isa:
+        return False  # oneDNN, which runs torch's bf16 matmuls, is held below bf16
     try:
         with open(cpuinfo, encoding="ascii", errors="replace") as handle:
             for line in handle:
