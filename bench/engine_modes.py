@@ -118,7 +118,9 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=790)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--emulate-avx2", action="store_true")
-    parser.add_argument("--modes", default="none,int8-dynamic,8bit,4bit")
+    parser.add_argument(
+        "--modes", default="none,int8-dynamic,8bit,4bit", help="MODE or MODE:DTYPE, comma-separated"
+    )
     parser.add_argument("--seed-sampling", action="store_true", help="engine rows sample")
     args = parser.parse_args()
     if args.emulate_avx2 and os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS") != "AVX2":
@@ -182,13 +184,17 @@ def main() -> None:
     for mode in args.modes.split(","):
 
         def build(mode=mode):
-            engine = LocalEngine.load("bundled", quant=mode)
+            quant, _, dtype = mode.partition(":")  # e.g. int8-dynamic:float32
+            engine = LocalEngine.load("bundled", quant=quant, dtype=dtype or "auto")
             runner = Engine(engine, long_text, args.tokens, args.seed_sampling)
             return runner, engine.model, engine.loaded.load_seconds
 
-        label = f"engine {mode}"
+        label = f"engine {mode.partition(':')[0]}"
+        label += f" ({mode.partition(':')[2]})" if ":" in mode else ""
         add(label, build)
-        rows[label]["label"] = f"{label} ({rows[label]['runner'].engine.loaded.dtype})"
+        rows[label]["label"] = (
+            f"engine {mode.partition(':')[0]} ({rows[label]['runner'].engine.loaded.dtype})"
+        )
 
     print(
         f"CPU: {torch.get_num_threads()} threads · native bf16: {cpu_has_native_bf16()} · "
