@@ -183,9 +183,14 @@ class LocalEngine:
 
     def _switch_int8(self) -> None:
         """Per request, under the lock: the int8 weights if they are made, for the whole
-        request (a reply never mixes the two)."""
-        if self.loaded.int8 is not None:
-            self.loaded.int8.use(True)
+        request (a reply never mixes the two). When that changes, the kept KV cache is
+        dropped: its decoded tokens were computed with the other weights."""
+        int8 = self.loaded.int8
+        if int8 is None:
+            return
+        was = int8.on
+        if int8.use(True) != was:
+            self._cache, self._cache_ids, self._snapshot = None, [], None
 
     def engine_label(self) -> str:
         loaded = self.loaded
