@@ -37,6 +37,30 @@ def gemma_2b_config(vocab_size: int = 256_000) -> Any:
     )
 
 
+def timed_generate(
+    model: Any, input_ids: Any, config: Any, seed: int = 0, sync: Any = None
+) -> tuple[int, float]:
+    """Raw ``generate`` under ``config`` from ``seed``: new tokens and seconds (``sync``:
+    called before and after, e.g. ``torch.cuda.synchronize``)."""
+    import time
+
+    import torch
+
+    torch.manual_seed(seed)
+    if sync is not None:
+        sync()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            generation_config=config,
+        )
+    if sync is not None:
+        sync()
+    return out.shape[1] - input_ids.shape[1], time.perf_counter() - start
+
+
 def greedy_seconds(model: Any, ids: Any, new: int, sync: Any = None) -> float:
     """Seconds for raw ``generate`` to add exactly ``new`` greedy tokens to ``ids``
     (``sync``: called before and after, e.g. ``torch.cuda.synchronize``)."""
@@ -150,6 +174,7 @@ def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16"
             num_attention_heads=2,
             num_key_value_heads=1,
             head_dim=32,
+            max_position_embeddings=512,
         )
     else:
         config = gemma_2b_config(vocab_size=len(tokenizer))

@@ -26,13 +26,12 @@ import argparse
 import gc
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import disable_eos, random_model_folder  # noqa: E402
+from bench_common import disable_eos, random_model_folder, timed_generate  # noqa: E402
 
 PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 
@@ -85,18 +84,9 @@ def main() -> None:
             config.compile_config = engine._compile_config
 
         def raw(engine=engine, input_ids=input_ids, config=config) -> float:
-            torch.manual_seed(0)
-            sync()
-            start = time.perf_counter()
-            with torch.inference_mode():
-                out = engine.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    generation_config=config,
-                )
-            sync()
-            assert out.shape[1] - input_ids.shape[1] == args.tokens
-            return args.tokens / (time.perf_counter() - start)
+            new, seconds = timed_generate(engine.model, input_ids, config, sync=sync)
+            assert new == args.tokens
+            return new / seconds
 
         def streamed(engine=engine) -> float:
             stats = engine.stream_reply(messages, params)
@@ -133,7 +123,8 @@ def main() -> None:
     if quantized and base:
         fastest = max(quantized, key=lambda m: rows[m]["engine"])
         print(f"fastest close quantized mode: {fastest} ({rows[fastest]['engine']:.1f} tok/s)")
-    print(f"--quant auto here: {auto_quant()[0]} ({auto_quant()[1]})")
+    mode, reason = auto_quant()
+    print(f"--quant auto here: {mode} ({reason})")
 
 
 if __name__ == "__main__":

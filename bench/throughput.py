@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import disable_eos  # noqa: E402
+from bench_common import disable_eos, timed_generate  # noqa: E402
 
 PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 
@@ -118,16 +118,7 @@ def measure_throughput(args: argparse.Namespace) -> None:
     config = engine.generation_config(params)
 
     def raw() -> tuple[int, float]:
-        torch.manual_seed(args.seed)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = engine.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-            )
-        elapsed = time.perf_counter() - start
-        return out.shape[1] - input_ids.shape[1], elapsed
+        return timed_generate(engine.model, input_ids, config, seed=args.seed)
 
     streaming_share: list[float] = []
 

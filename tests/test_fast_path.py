@@ -6,14 +6,19 @@ layers recompile the step (measured: 1 token/s). The bundled tokenizer is used."
 
 from __future__ import annotations
 
-import shutil
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from chatapp.engine import Message
 from chatapp.engine.lens import LensRecorder
 from chatapp.params import SamplingParams
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from bench_common import random_model_folder  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -23,32 +28,7 @@ FIRST = [Message("user", "使用繁體中文回答，請問什麼是大型語言
 
 @pytest.fixture(scope="module")
 def tiny_gemma(engine, tmp_path_factory):
-    import torch
-    from transformers import AutoModelForCausalLM, GemmaConfig
-
-    from chatapp.engine.loading import ensure_bundled_model
-
-    folder = tmp_path_factory.mktemp("tiny-gemma")
-    bundled = ensure_bundled_model()
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (bundled / name).exists():
-            shutil.copy(bundled / name, folder / name)
-    config = GemmaConfig(
-        vocab_size=len(engine.tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        max_position_embeddings=512,
-        bos_token_id=engine.tokenizer.bos_token_id,
-        eos_token_id=engine.tokenizer.eos_token_id,
-        pad_token_id=engine.tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    return folder
+    return random_model_folder(tmp_path_factory.mktemp("tiny") / "gemma", tiny=True)
 
 
 def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(tiny_gemma):

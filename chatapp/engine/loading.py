@@ -524,8 +524,10 @@ def load_model(
     made on a thread (the app is ready at once; replies use it once it is made)."""
     start = time.perf_counter()
     name = resolve_model_name(name)
-    quant_reason = auto_quant(reply_tokens)[1] if quant == "auto" else ""
-    quant = resolve_quant(quant, reply_tokens)
+    if quant == "auto":
+        quant, quant_reason = auto_quant(reply_tokens)
+    else:
+        quant, quant_reason = resolve_quant(quant), ""
     torch_dtype = resolve_dtype(dtype)
     if name == BUNDLED:
         source = str(ensure_bundled_model(progress))
