@@ -12,8 +12,9 @@ reply with paragraphs, lists and code blocks at a set rate: at 80x24 and 200x60 
   - tokens/s reaching the terminal: Enter to the frame that shows the last token;
   - tokens drawn while streaming (numbered tokens seen in the terminal output) and
     whether the app had to replace the streamed text at the end;
-  - keypress-to-frame latency: a key typed every 100 ms while streaming;
-  - the UI thread's share of a core while streaming (its CPU time, read in the child);
+  - keypress-to-frame latency: a key typed every 100 ms over the stream's second half;
+  - the UI thread's share of a core while streaming (its CPU time, read in the child), over
+    the first half (streaming alone) and the second (with the keys typed);
   - the UI thread's CPU time per token over the first 100 and the last 100 tokens.
 Part 3 pastes a 7,800-character message into the app with the real bundled model: Enter
 to the message and to "Generating" on screen, and keypress latency during the prefill.
@@ -78,40 +79,20 @@ def numbered(pieces: list[str]) -> set[int]:
 
 # -- part 1: the child, on the pseudo-terminal -------------------------------------------------
 def child_app(tokens: int, rate: float, result_path: str) -> None:
-    from textual.await_complete import AwaitComplete
-
     from chatapp.engine.fake import FakeTokenSource
     from chatapp.params import SamplingParams
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage, ChatPane
+    from chatapp.tui.chat import ChatPane
 
     pieces = reply_pieces(tokens)
     source = FakeTokenSource(pieces, tokens_per_second=rate)
     app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=tokens))
-    costs: list[tuple[int, float]] = []  # (characters of reply drawn after, seconds)
-
-    def instrument(reply: AssistantMessage) -> None:
-        markdown = reply.markdown
-        original = markdown.append
-
-        def timed_append(fragment: str) -> AwaitComplete:
-            pending = original(fragment)
-
-            async def run() -> None:
-                start = time.perf_counter()
-                await pending
-                costs.append((len(markdown.source), time.perf_counter() - start))
-
-            return AwaitComplete(run())
-
-        markdown.append = timed_append  # type: ignore[method-assign]
-
     original_start = app._start_reply
     cpu: list[tuple[float, float, int]] = []  # (wall, UI-thread CPU seconds, chars drawn)
     original_flush = app._flush_stream
 
-    async def flush() -> None:
-        await original_flush()
+    async def flush(force: bool = False) -> None:
+        await original_flush(force)
         reply = app._reply_widget
         if reply is not None:
             cpu.append((time.perf_counter(), time.thread_time(), len(reply.shown_text)))
@@ -121,7 +102,6 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     def start(index: int) -> None:
         reply = app.query_one(ChatPane).reply_for(index)
         assert reply is not None
-        instrument(reply)
         cpu.append((time.perf_counter(), time.thread_time(), 0))
         original_start(index)
 
@@ -132,16 +112,11 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     for piece in pieces:
         total += len(piece)
         ends.append(total)
-    rows = []
-    for chars, seconds in costs:
-        drawn = sum(1 for e in ends if e <= chars)
-        rows.append((drawn, seconds))
     samples = [(w, c, sum(1 for e in ends if e <= chars)) for w, c, chars in cpu]
     Path(result_path).write_text(
         json.dumps(
             {
                 "repairs": app.stream_repairs,
-                "appends": rows,
                 "done": app.replies_done,
                 "cpu": samples,
             }
@@ -194,7 +169,10 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
     latencies: list[float] = []
     seen: set[int] = set()
     last_at = None
-    next_key_at = enter_at + 0.3
+    # Keys are typed over the second half of the stream only: the first half measures
+    # what streaming alone costs the UI thread, the second what typing adds (and latency).
+    keys_from = enter_at + tokens / rate / 2
+    next_key_at = keys_from
     key_index = 0
     pending_key: tuple[str, float, int] | None = None
     deadline = enter_at + tokens / rate * 3 + 30
@@ -255,23 +233,19 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
             f"streaming (target <= 50 ms); idle: median "
             f"{statistics.median(idle) * 1000 if idle else float('nan'):.1f} ms over {len(idle)} keys"
         )
-    rows = child.get("appends", [])
-
-    def cost_between(lo: int, hi: int) -> float:
-        per_token, prev = [], 0
-        for drawn, seconds in rows:
-            n = drawn - prev
-            if n > 0 and lo <= prev < hi:
-                per_token.append(seconds / n)
-            prev = max(prev, drawn)
-        return statistics.mean(per_token) * 1000 if per_token else float("nan")
-
     samples = child.get("cpu", [])
     summary: dict = {"seen": len(seen), "expected": len(expected), "latencies": latencies}
     if len(samples) >= 2:
-        wall = samples[-1][0] - samples[0][0]
-        busy = samples[-1][1] - samples[0][1]
-        summary["ui_share"] = busy / wall
+
+        def share(rows: list) -> tuple[float, float, float]:
+            wall = rows[-1][0] - rows[0][0]
+            busy = rows[-1][1] - rows[0][1]
+            return busy / wall if wall > 0 else float("nan"), busy, wall
+
+        quiet = [x for x in samples if x[0] <= keys_from]
+        typing = [x for x in samples if x[0] >= keys_from]
+        (ui, busy, wall), (ui_typing, _, _) = share(quiet), share(typing)
+        summary["ui_share"], summary["ui_share_typing"] = ui, ui_typing
 
         def ui_cost(lo: int, hi: int) -> float:
             """UI-thread CPU ms per token while tokens lo..hi were drawn."""
@@ -283,8 +257,9 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
         early, late = ui_cost(0, 100), ui_cost(tokens - 100, tokens)
         summary["growth"] = late / early if early else float("nan")
         print(
-            f"UI thread while streaming     {busy / wall * 100:.1f}% of a core ({busy:.2f} s CPU "
-            f"in {wall:.2f} s)"
+            f"UI thread while streaming     {ui * 100:.1f}% of a core ({busy:.2f} s CPU in "
+            f"{wall:.2f} s, first half); {ui_typing * 100:.1f}% in the second half, with a key "
+            "typed every 100 ms"
         )
         print(
             f"UI-thread CPU per token       first 100: {early:.3f} ms, last 100: {late:.3f} ms "
@@ -295,13 +270,8 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
 
 # -- part 2: the real model, app vs engine -------------------------------------------------
 def _drawn_length(reply) -> int:
-    """Characters of the reply in its mounted Markdown blocks (what the screen shows)."""
-    from textual.widgets._markdown import MarkdownBlock
-
-    blocks = reply.markdown.query(MarkdownBlock)
-    return sum(len(b._content.plain) for b in blocks if not b.query(MarkdownBlock)) + len(
-        reply.tail.text
-    )
+    """Characters in the reply's drawn lines (what the screen shows)."""
+    return sum(len(line.text.rstrip()) for line in reply.body.lines)
 
 
 async def real_model(

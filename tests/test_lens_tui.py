@@ -106,7 +106,7 @@ async def test_heat_map_toggle_and_click_a_token(engine):
         await send(pilot, "Name three colours.")
         reply = app.query_one(AssistantMessage)
         heat = reply.query_one(".heat")
-        assert heat.display and not reply.markdown.display
+        assert heat.display and not reply.body.display
         markup = str(heat.content) if hasattr(heat, "content") else ""
         assert "@click=app.lens_select(0," in markup
         await pilot.click(heat, offset=(0, 0))
@@ -114,7 +114,7 @@ async def test_heat_map_toggle_and_click_a_token(engine):
         assert app.query_one(LensView).display
         assert app.lens_target == (reply, 0)
         await pilot.press("f6")
-        assert not heat.display and reply.markdown.display
+        assert not heat.display and reply.body.display
 
 
 @pytest.mark.model

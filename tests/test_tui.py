@@ -35,7 +35,8 @@ async def test_reply_streams_and_records_its_parameters():
         await send(pilot, "hi")
         reply = app.query_one(AssistantMessage)
         assert reply.text == "Hello **there** friend"
-        assert reply.markdown.source == "Hello **there** friend"
+        assert reply.body.text == "Hello **there** friend"
+        assert shown_text(reply) == "Hello there friend"  # drawn as Markdown
         meta = str(reply.query_one(".meta").render())
         assert "T 0.75 · top-k 50 · top-p 0.95 · rep 1.1" in meta and "tok/s" in meta
         assert source.calls[0][0][-1].content == "hi"

@@ -35,7 +35,7 @@ async def test_send_message_streams_a_real_reply(engine):
         seen = await send_watching(pilot, "使用繁體中文回答，請問什麼是大型語言模型？", engine)
         reply = app.query_one(AssistantMessage)
         assert reply.text.strip() and "\ufffd" not in reply.text
-        assert reply.markdown.source == reply.text
+        assert reply.body.text == reply.text
         assert reply.versions[0].stats.new_tokens <= 16
         assert_streamed(seen, shown_text(reply))
 

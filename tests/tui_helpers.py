@@ -62,14 +62,9 @@ async def set_field(pilot, name: str, value: str) -> None:
 
 
 def shown_text(reply) -> str:
-    """A reply's text as drawn: the plain text of the Markdown blocks mounted so far, then
-    the line being written (the reply's tail, while it streams)."""
-    from textual.widgets._markdown import MarkdownBlock
-
-    blocks = reply.markdown.query(MarkdownBlock)
-    leaves = [b for b in blocks if not b.query(MarkdownBlock)]
-    drawn = "\n".join(b._content.plain for b in leaves)
-    return drawn + reply.tail.text
+    """A reply's text as drawn: the plain text of the lines its ReplyText renders (so
+    Markdown's marks are gone), its lines joined by one space (undoing the wrapping)."""
+    return " ".join(s for line in reply.body.lines if (s := line.text.strip()))
 
 
 async def send_watching(pilot, text: str, source, timeout: float = 120) -> list[str]:

@@ -16,7 +16,6 @@ from textual.containers import Horizontal, Vertical
 from textual.theme import Theme
 from textual.timer import Timer
 from textual.widgets import Footer, Static
-from textual.widgets.markdown import MarkdownStream
 
 from chatapp.conversation import ChatSession
 from chatapp.engine.chat_format import Message
@@ -96,10 +95,9 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._pending: list[str] = []
         self._streamed: list[str] = []
         self._pending_lock = threading.Lock()
-        self._stream: MarkdownStream | None = None
         self._ui_thread_id = threading.get_native_id()
-        self._unsettled = ""  # streamed text not yet in the reply's Markdown
-        self._settled_at = 0.0
+        self._reply_text = ""  # the streaming reply so far
+        self._drawn_at = 0.0  # when streamed text was last drawn
         self._reply_widget: AssistantMessage | None = None
         self._flush_timer: Timer | None = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark

@@ -1,4 +1,4 @@
-"""The chat pane: renders a ``Conversation``; replies stream into Markdown."""
+"""The chat pane: renders a ``Conversation``; replies stream into ReplyText."""
 
 from __future__ import annotations
 
@@ -8,19 +8,15 @@ from markdown_it import MarkdownIt
 from rich.markdown import Markdown as RichMarkdown
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Button, Markdown, Static
+from textual.widgets import Button, Static
 
 from chatapp.conversation import Conversation, ReplyVersion, Turn
 from chatapp.engine.lens import StepRecord
 
 SHOWN_AT_OPEN = 20  # turns mounted when a chat opens (more than a screenful); earlier on request
-
-
-@lru_cache(maxsize=1)
-def _markdown_parser() -> MarkdownIt:
-    """One parser for every reply: Markdown.append would otherwise build one per flush."""
-    return MarkdownIt("gfm-like")
 
 
 class UserMessage(Vertical):
@@ -40,47 +36,173 @@ class UserMessage(Vertical):
         yield Static(self.turn.user, classes="body", markup=False)
 
 
-TAIL_STEP = 6  # the tail grows this many lines at a time (each growth is a layout)
+@lru_cache(maxsize=1)
+def _rich_parser() -> MarkdownIt:
+    return MarkdownIt().enable("strikethrough").enable("table")
 
 
-class StreamTail(Widget):
-    """The end of a streaming reply not yet handed to its Markdown: the line being
-    written, its inline Markdown (bold, code) drawn by Rich. A new piece only repaints this widget; the screen is laid
-    out again only when its height (in wrapped lines) changes, so a flush does not cost
-    a layout of everything on the screen."""
+class _Markdown(RichMarkdown):
+    """Rich's Markdown with one parser for every block: Rich builds a new MarkdownIt (and
+    its regular expressions) per instance, which was most of a streamed block's cost.
+    Sets what ``rich.markdown.Markdown.__init__`` sets, with the same parser options."""
 
-    DEFAULT_CSS = "StreamTail { height: 0; }"
+    def __init__(self, markup: str) -> None:
+        self.markup = markup
+        self.parsed = _rich_parser().parse(markup)
+        self.code_theme = "monokai"
+        self.justify = None
+        self.style = "none"
+        self.hyperlinks = True
+        self.inline_code_lexer = None
+        self.inline_code_theme = self.code_theme
 
-    def __init__(self) -> None:
-        super().__init__(classes="tail")
-        self.text = ""
-        self._lines = 0
-        self._width = 0
 
-    def render(self) -> RichMarkdown:
-        return RichMarkdown(self.text)
+TAIL_STEP = 6  # the fewest lines a streaming reply grows by at a time (each is a layout)
 
-    def show(self, text: str, settled: bool = False) -> None:
-        """Draw ``text``. Its height only grows while text is added, a few lines at a time;
-        it may shrink when ``settled`` (text just moved to the Markdown, which costs a
-        layout anyway)."""
+
+def _is_fence(line: str) -> bool:
+    stripped = line.lstrip()
+    return stripped.startswith("```") or stripped.startswith("~~~")
+
+
+class ReplyText(Widget):
+    """A reply's text, drawn as Markdown by Rich and kept as lines (Textual's line API).
+
+    Why not Textual's Markdown widget: it mounts a widget per block, and each block it
+    mounts, or any change of its height, makes Textual lay out the whole screen again
+    (20-40 ms on 2 cores); a long reply was 100 widgets to lay out at every change.
+
+    Streaming (``start`` then ``show``): a finished block (up to a blank line outside a
+    code fence) is rendered once and kept; a flush renders only the block being written
+    and repaints only the lines that changed. The height grows a screenful at a time, so
+    the screen is laid out once a screenful; ChatPane.follow keeps the last line written
+    at the bottom of the view and the blank lines below out of it. When the reply ends,
+    ``set_text`` renders the whole text once more as one document (lists and code that
+    span blank lines render as Markdown means them) and the height becomes exact."""
+
+    DEFAULT_CSS = "ReplyText { height: auto; }"
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(classes="body")
         self.text = text
-        width = self.content_size.width
-        lines = self._count_lines(text, width)
-        height = -(-lines // TAIL_STEP) * TAIL_STEP
-        if width != self._width or height > self._lines or (settled and height != self._lines):
-            self._lines, self._width = height, width
-            self.styles.height = height  # a layout, only when the height changes
-        else:
-            self.refresh()
+        self.streaming = False
+        self._lines = 0  # the height given to the layout
+        self._reset(0)
 
-    def _count_lines(self, text: str, width: int) -> int:
-        if not text:
-            return 0
-        if width <= 0:
-            return text.count("\n") + 1
-        console = self.app.console
-        return len(console.render_lines(RichMarkdown(text), console.options.update_width(width)))
+    def _reset(self, width: int) -> None:
+        self._width = width
+        self._style = self.rich_style if width else None  # looked up once: it is not cheap
+        self._blank = Strip.blank(width, self._style)
+        self._done: list[Strip] = []  # finished blocks' lines, each block then a blank line
+        self._block_start = 0  # where the block being written starts in ``text``
+        self._scanned = 0  # the end of the last whole line looked at
+        self._in_fence = False
+        self._live: list[Strip] = []  # the block being written
+
+    @property
+    def line_count(self) -> int:
+        """Lines of drawn text (while streaming, the widget may be taller)."""
+        return len(self._done) + len(self._live)
+
+    @property
+    def lines(self) -> list[Strip]:
+        """The lines drawn."""
+        return self._done + self._live
+
+    def _render_block(self, text: str) -> list[Strip]:
+        console, width, style = self.app.console, self._width, self._style
+        options = console.options.update_width(width)
+        return [
+            Strip(line).apply_style(style).crop_extend(0, width, style)
+            for line in console.render_lines(_Markdown(text), options, pad=False)
+        ]
+
+    def _render(self, width: int) -> None:
+        """Render the whole text at ``width`` (a new width, a new theme, or a new text)."""
+        self._reset(width)
+        if self.streaming:
+            self._advance()
+            self._lines = self._padded(self.line_count)
+        else:
+            self._done = self._render_block(self.text) if self.text.strip() else []
+            self._block_start = self._scanned = len(self.text)
+            self._lines = len(self._done)
+
+    def _advance(self) -> int:
+        """Render the blocks finished since the last call, and the block being written.
+        Returns the first line that changed."""
+        text = self.text
+        first_changed = len(self._done)
+        while (end := text.find("\n", self._scanned)) >= 0:
+            line = text[self._scanned : end]
+            if _is_fence(line):
+                self._in_fence = not self._in_fence
+            elif not line.strip() and not self._in_fence:
+                block = text[self._block_start : self._scanned]
+                if block.strip():
+                    self._done += self._render_block(block)
+                    self._done.append(self._blank)
+                self._block_start = end + 1
+            self._scanned = end + 1
+        live = text[self._block_start :]
+        self._live = self._render_block(live) if live.strip() else []
+        return first_changed
+
+    def _padded(self, lines: int) -> int:
+        step = max(TAIL_STEP, self.screen.size.height)
+        return -(-lines // step) * step
+
+    def _stale(self, width: int) -> bool:
+        return width != self._width or self._style != self.rich_style  # resized, or a theme
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        if self._stale(width):
+            self._render(width)
+        return self._lines
+
+    def start(self) -> None:
+        """A reply starts streaming into this widget, from empty."""
+        self.streaming = True
+        self.text = ""
+        self._reset(self._width)
+        self._lines = 0
+        self.refresh(layout=True)
+
+    def show(self, text: str) -> bool:
+        """Draw the streaming ``text`` (grown from the last call's). True when the height
+        changed (the screen is laid out before the new lines show)."""
+        width = self._width
+        if not width or self._stale(width) or not text.startswith(self.text[: self._scanned]):
+            self.text = text
+            self._width = 0  # rendered whole at the next layout
+            self.refresh(layout=True)
+            return True
+        self.text = text
+        first_changed = self._advance()
+        total = self.line_count
+        height = self._padded(total)
+        if height > self._lines:
+            self._lines = height
+            self.refresh(layout=True)  # a layout: once a screenful of lines
+            return True
+        if total > first_changed:
+            self.refresh(Region(0, first_changed, width, total - first_changed))
+        return False
+
+    def set_text(self, text: str) -> None:
+        """Show ``text`` whole (a finished reply): one document, the exact height."""
+        self.streaming = False
+        self.text = text
+        self._width = 0  # rendered at the next layout
+        self.refresh(layout=True)
+
+    def render_line(self, y: int) -> Strip:
+        done = len(self._done)
+        if y < done:
+            return self._done[y]
+        if y - done < len(self._live):
+            return self._live[y - done]
+        return self._blank
 
 
 class AssistantMessage(Vertical):
@@ -94,10 +216,7 @@ class AssistantMessage(Vertical):
     def compose(self) -> ComposeResult:
         version = self.turn.reply
         yield Static("Model", classes="role")
-        yield Markdown(
-            version.text if version else "", classes="body", parser_factory=_markdown_parser
-        )
-        yield StreamTail()
+        yield ReplyText(version.text if version else "")
         yield Static("", classes="heat")
         yield Static("", classes="meta")
         yield Static("", classes="context-note")
@@ -132,17 +251,13 @@ class AssistantMessage(Vertical):
         return self.version.text if self.version else ""
 
     @property
-    def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
-
-    @property
-    def tail(self) -> StreamTail:
-        return self.query_one(StreamTail)
+    def body(self) -> ReplyText:
+        return self.query_one(ReplyText)
 
     @property
     def shown_text(self) -> str:
-        """The text on screen: the Markdown's and, while streaming, the tail's."""
-        return self.markdown.source + self.tail.text
+        """The reply's text on screen (while streaming, what has been drawn of it)."""
+        return self.body.text
 
     # -- drawing --------------------------------------------------------------------------
     def set_context_note(self, text: str) -> None:
@@ -162,11 +277,11 @@ class AssistantMessage(Vertical):
         if active:
             heat.update(heat_markup(steps, self.turn_index))
         heat.display = active
-        self.markdown.display = not active
+        self.body.display = not active
 
     def start_streaming(self) -> None:
         """The version just started (the model's newest) streams in from empty."""
-        self.markdown.update("")
+        self.body.start()
         self.query_one(".meta", Static).update(f"{self.version.params.summary()} · generating…")
         self.add_class("-streaming")
 
@@ -183,7 +298,7 @@ class AssistantMessage(Vertical):
 
     async def redraw(self) -> None:
         """Show the version the turn now points at."""
-        await self.markdown.update(self.text)
+        self.body.set_text(self.text)
         self.show_meta()
 
 
@@ -248,6 +363,49 @@ class ChatPane(VerticalScroll):
         reply = AssistantMessage(turn, index)
         await self.mount_all([UserMessage(turn, index), reply])
         return reply
+
+    def start_following(self, tail: ReplyText) -> None:
+        """Keep ``tail`` (a reply about to stream) in view: its last line written sits at
+        the bottom of the view, while the user has not scrolled away from it. Its blank
+        lines below stay out of view. Textual's anchor would show those blank lines."""
+        self.anchor(False)
+        self._followed = tail
+        self._tail_top: int | None = None
+        self.call_after_refresh(self._measure_tail)
+
+    def stop_following(self) -> None:
+        self._followed = None
+
+    def _measure_tail(self) -> None:
+        """Where the tail starts in the pane's scrolled content (fixed while it streams:
+        nothing above it changes)."""
+        tail = getattr(self, "_followed", None)
+        if tail is not None and tail.is_mounted:
+            self._tail_top = tail.region.y - self.content_region.y + round(self.scroll_y)
+
+    def on_resize(self) -> None:
+        if getattr(self, "_followed", None) is not None:
+            self._tail_top = None  # text above may wrap differently now
+            self.call_after_refresh(self._measure_tail)
+
+    def follow(self, lines_before: int) -> None:
+        """The tail now has more lines than ``lines_before``: scroll them into view, if
+        the last of the lines before was in view (the user is following the reply)."""
+        tail, top = getattr(self, "_followed", None), getattr(self, "_tail_top", None)
+        if tail is None or top is None or not self.shows_end(lines_before):
+            return  # not measured yet, or scrolled away to read: stay there
+        target = max(0, top + tail.line_count - self.scrollable_content_region.height)
+        if target != round(self.scroll_y):
+            self.scroll_to(y=target, animate=False, immediate=True)
+
+    def shows_end(self, lines: int) -> bool:
+        """Whether the last of the followed tail's first ``lines`` lines is in view (True
+        while it is not measured yet)."""
+        top = getattr(self, "_tail_top", None)
+        if top is None:
+            return True
+        y = round(self.scroll_y)
+        return y <= top + max(lines, 1) - 1 < y + self.scrollable_content_region.height
 
     def assistant_messages(self) -> list[AssistantMessage]:
         return list(self.query(AssistantMessage))

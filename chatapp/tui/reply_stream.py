@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING
 
 from textual import work
-from textual.widgets import Markdown
 
 from chatapp.conversation import ReplyVersion
 from chatapp.engine.chat_format import Message
@@ -25,22 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
 else:
     _Base = object
 
-FLUSH_INTERVAL = 0.05  # seconds between flushes of streamed text to the screen
-# Finished blocks go to the reply's Markdown at most this often (each costs a layout of
-# the screen); the rest shows in the reply's StreamTail, repainted at every flush.
-SETTLE_INTERVAL = 1.0
-TAIL_LINES = 12  # a tail with more lines than this settles at a line end, not a block end
-
-
-def _settle_point(text: str) -> int:
-    """Where the finished part of ``text`` ends: after its last blank line (a block's
-    end), or after its last line end once the tail runs long (a long code block)."""
-    block = text.rfind("\n\n")
-    if block >= 0:
-        return block + 2
-    if text.count("\n") > TAIL_LINES:
-        return text.rfind("\n") + 1
-    return 0
+FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buffered
+# Drawn at most this often while it comes slowly (each draw costs the UI thread ~1-2 ms);
+# sooner when a few lines are waiting, so that fast text does not scroll by unseen.
+DRAW_INTERVAL = 0.1
+DRAW_LINES = 4
 
 
 WORKER_NICE = 10  # how far below the UI thread the threads that generate run
@@ -88,11 +76,12 @@ class ReplyStreaming(_Base):
         self._lens_shown_count = 0
         self._pending.clear()
         self._streamed.clear()
-        self._unsettled = ""
-        self._settled_at = time.monotonic()
-        self._stream = Markdown.get_stream(reply.markdown)
+        self._reply_text = ""
+        self._drawn_at = 0.0
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
-        self.query_one(ChatPane).anchor()
+        chat = self.query_one(ChatPane)
+        chat.scroll_end(animate=False, immediate=True)
+        chat.start_following(reply.body)
         self._set_status(f"Generating ({params.summary()}) · Esc stops")
         self._generate(index, version, messages, params, self._recorder, self._cancel)
 
@@ -101,31 +90,41 @@ class ReplyStreaming(_Base):
         with self._pending_lock:
             self._pending.append(piece)
 
-    async def _flush_stream(self) -> None:
+    async def _flush_stream(self, force: bool = False) -> None:
         self._follow_lens()
+        now = time.monotonic()
         with self._pending_lock:
             text = "".join(self._pending)
+            if not force and now - self._drawn_at < DRAW_INTERVAL and text.count("\n") < DRAW_LINES:
+                return  # a moment more: drawn with what comes next
             self._pending.clear()
+        self._drawn_at = now
         if self._reply_widget is not None and self._reply_widget.version is not None:
             self._streamed.append(text)
             # Saved at most once a second: the store's cost stays out of the token rate.
             self.session.stream_text(self._reply_widget.version, "".join(self._streamed))
-        if text and self._stream is not None:
-            await self._show_streamed(text)
+        if text:
+            self._show_streamed(text)
 
-    async def _show_streamed(self, text: str, final: bool = False) -> None:
-        """Hand finished blocks to the Markdown now and then; show the rest in the tail."""
-        unsettled = self._unsettled + text
-        now = time.monotonic()
-        cut = len(unsettled) if final else _settle_point(unsettled)
-        settled = bool(cut) and (final or now - self._settled_at >= SETTLE_INTERVAL)
-        if settled:
-            await self._stream.write(unsettled[:cut])
-            unsettled = unsettled[cut:]
-            self._settled_at = now
-        self._unsettled = unsettled
-        if self._reply_widget is not None:
-            self._reply_widget.tail.show(unsettled, settled=settled)
+    def _show_streamed(self, text: str, final: bool = False) -> None:
+        """Draw the reply so far; when it ends, draw it whole (ReplyText.set_text)."""
+        self._reply_text += text
+        reply = self._reply_widget
+        if reply is None:
+            return
+        chat, body = self.query_one(ChatPane), reply.body
+        before = body.line_count
+        if final:
+            # Back to Textual's anchor (the chat's end) if the user was following the reply.
+            following = chat.shows_end(before)
+            chat.stop_following()
+            body.set_text(self._reply_text)
+            if following:
+                chat.call_after_refresh(chat.anchor)
+        elif body.show(self._reply_text):  # laid out first (the pane cannot scroll past
+            chat.call_after_refresh(chat.follow, before)  # its old end), then scrolled
+        else:
+            chat.follow(before)
 
     @work(thread=True, exclusive=True, group="reply", name="reply")
     def _generate(
@@ -154,15 +153,13 @@ class ReplyStreaming(_Base):
         self.post_message(ReplyFinished(index, version, stats, error))
 
     async def _end_stream(self) -> None:
-        """Draw what is still buffered and close the Markdown stream."""
+        """Draw what is still buffered, then the reply whole."""
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
-        await self._flush_stream()
-        if self._stream is not None:
-            await self._show_streamed("", final=True)
-            await self._stream.stop()
-            self._stream = None
+        await self._flush_stream(force=True)
+        if self._reply_widget is not None and self._reply_widget.body.streaming:
+            self._show_streamed("", final=True)
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         await self._end_stream()
@@ -170,11 +167,11 @@ class ReplyStreaming(_Base):
         reply = self._reply_widget
         self._reply_widget = None
         self.session.finish_reply(version, stats, error)
-        if reply is not None and stats is not None and reply.markdown.source != stats.text:
+        if reply is not None and stats is not None and reply.body.text != stats.text:
             # Streaming lost or garbled text: show the engine's whole reply, and count it
             # (the UI benchmark reports this; it should stay 0).
             self.stream_repairs += 1
-            await reply.markdown.update(stats.text)
+            reply.body.set_text(stats.text)
         if self._recorder is not None:
             version.lens_steps = list(self._recorder.steps)
             version.lens_complete = bool(version.lens_steps) and self._recorder.complete
