@@ -16,6 +16,7 @@ from textual.widgets import Button, Static
 from chatapp.conversation import Conversation, ReplyVersion, Turn
 from chatapp.engine.lens import StepRecord
 
+FOLLOW_STEP_DIVISOR = 4  # a followed reply scrolls a quarter of the view at a time
 SHOWN_AT_OPEN = 20  # turns mounted when a chat opens (more than a screenful); earlier on request
 
 
@@ -381,7 +382,8 @@ class ChatPane(VerticalScroll):
         nothing above it changes)."""
         tail = getattr(self, "_followed", None)
         if tail is not None and tail.is_mounted:
-            self._tail_top = tail.region.y - self.content_region.y + round(self.scroll_y)
+            self._own_y = round(self.scroll_y)
+            self._tail_top = tail.region.y - self.content_region.y + self._own_y
 
     def on_resize(self) -> None:
         if getattr(self, "_followed", None) is not None:
@@ -394,18 +396,29 @@ class ChatPane(VerticalScroll):
         tail, top = getattr(self, "_followed", None), getattr(self, "_tail_top", None)
         if tail is None or top is None or not self.shows_end(lines_before):
             return  # not measured yet, or scrolled away to read: stay there
-        target = max(0, top + tail.line_count - self.scrollable_content_region.height)
-        if target != round(self.scroll_y):
-            self.scroll_to(y=target, animate=False, immediate=True)
+        view, y = self.scrollable_content_region.height, round(self.scroll_y)
+        last = top + tail.line_count - 1
+        if last < y + view:
+            return  # all in view
+        # A quarter of the view at a time: each scroll repaints the whole pane (~10 ms on
+        # 2 cores) and code streams a line per token. The last line then sits a few lines
+        # above the bottom, and the lines below it fill before the next scroll.
+        step = max(1, view // FOLLOW_STEP_DIVISOR)
+        self.scroll_to(y=max(0, last - view + step), animate=False, immediate=True)
+        self._own_y = round(self.scroll_y)
 
     def shows_end(self, lines: int) -> bool:
-        """Whether the last of the followed tail's first ``lines`` lines is in view (True
-        while it is not measured yet)."""
+        """Whether the user is following the tail: the view is where this pane last put
+        it, or the last of the tail's first ``lines`` lines is in view (they scrolled back
+        to it). True while the tail is not measured yet."""
         top = getattr(self, "_tail_top", None)
         if top is None:
             return True
         y = round(self.scroll_y)
-        return y <= top + max(lines, 1) - 1 < y + self.scrollable_content_region.height
+        return (
+            y == self._own_y
+            or y <= top + max(lines, 1) - 1 < y + self.scrollable_content_region.height
+        )
 
     def assistant_messages(self) -> list[AssistantMessage]:
         return list(self.query(AssistantMessage))

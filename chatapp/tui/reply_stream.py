@@ -27,7 +27,7 @@ else:
 FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buffered
 # Drawn at most this often while it comes slowly (each draw costs the UI thread ~1-2 ms);
 # sooner when a few lines are waiting, so that fast text does not scroll by unseen.
-DRAW_INTERVAL = 0.1
+DRAW_INTERVAL = 0.15
 DRAW_LINES = 4
 
 
