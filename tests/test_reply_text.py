@@ -1,0 +1,102 @@
+"""ReplyText: how a reply is drawn while it streams and once it ends, and how the chat
+pane follows it (fake token source; the real model's flows are in test_tui_e2e)."""
+
+from __future__ import annotations
+
+from chatapp.engine.fake import FakeTokenSource
+from chatapp.tui.app import ChatApp
+from chatapp.tui.chat import AssistantMessage, ChatPane
+from tests.tui_helpers import ready, send, shown_text, submit, wait_for
+
+# A reply with paragraphs, a list and a code block: 40 lines and more at 80x24.
+PIECES = (
+    [f"p{i} " for i in range(30)]
+    + ["\n\n", "- one\n", "- two\n", "\n", "```python\n"]
+    + [f"x{i} = {i}\n" for i in range(30)]
+    + ["```\n\n", "The **end**."]
+)
+
+
+def held_app(pause_after: int, pieces=PIECES) -> tuple[ChatApp, FakeTokenSource]:
+    source = FakeTokenSource(pieces, 2000, pause_after=pause_after)
+    return ChatApp(lambda progress: source), source
+
+
+def _body(app):
+    return app.query(AssistantMessage).last().body
+
+
+def _last_line_in_view(app) -> bool:
+    chat, body = app.query_one(ChatPane), _body(app)
+    last_row = body.region.y + body.line_count - 1
+    return chat.content_region.y <= last_row < chat.content_region.bottom
+
+
+async def _hold(pilot, source, count: int) -> None:
+    await submit(pilot, "go")
+    await wait_for(pilot, lambda: source.paused.is_set())
+    await wait_for(pilot, lambda: _body(pilot.app).text == "".join(PIECES[:count]))
+    await pilot.pause(0.3)
+
+
+async def test_a_finished_reply_is_drawn_whole_at_its_exact_height():
+    app, _ = held_app(pause_after=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        body = _body(app)
+        assert not body.streaming
+        assert body.text == "".join(PIECES)
+        assert body.size.height == body.line_count > 30
+        drawn = shown_text(app.query(AssistantMessage).last())
+        assert "• one" in drawn and "x29 = 29" in drawn and drawn.endswith("The end.")
+        assert "```" not in drawn and "**" not in drawn  # drawn as Markdown, not source
+        assert app.query_one(ChatPane).scroll_y == app.query_one(ChatPane).max_scroll_y
+
+
+async def test_while_streaming_the_last_line_stays_in_view_and_blank_lines_do_not():
+    app, source = held_app(pause_after=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await _hold(pilot, source, 60)
+        body, chat = _body(app), app.query_one(ChatPane)
+        assert body.streaming and body.line_count > chat.scrollable_content_region.height
+        # Taller than its text (it grows a screenful at a time), the extra out of view.
+        assert body.size.height > body.line_count
+        assert _last_line_in_view(app)
+        assert chat.scroll_y < chat.max_scroll_y
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        await pilot.pause(0.2)
+        assert body.size.height == body.line_count
+        assert chat.scroll_y == chat.max_scroll_y  # back at the chat's end
+
+
+async def test_a_user_who_scrolls_up_mid_reply_stays_where_they_are():
+    app, source = held_app(pause_after=40)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await _hold(pilot, source, 40)
+        chat = app.query_one(ChatPane)
+        chat.scroll_to(y=0, animate=False, immediate=True)
+        await pilot.pause(0.1)
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        await pilot.pause(0.2)
+        assert chat.scroll_y == 0
+        assert _body(app).text == "".join(PIECES)
+
+
+async def test_a_resize_mid_reply_redraws_it_at_the_new_width():
+    app, source = held_app(pause_after=30)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await _hold(pilot, source, 30)
+        wide = _body(app).line_count
+        await pilot.resize_terminal(60, 30)
+        await pilot.pause(0.3)
+        body = _body(app)
+        assert body.line_count > wide  # the paragraph wraps onto more lines
+        assert all(len(line.text) == body.content_size.width for line in body.lines)
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
