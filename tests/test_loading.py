@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,61 @@ def test_native_bf16_is_read_from_the_cpu_flags_and_a_held_back_onednn(tmp_path,
     monkeypatch.setenv("FBGEMM_ENABLE_INSTRUCTIONS", "AVX2")
     assert not cpu_has_native_bf16(str(avx512))
     assert fbgemm_reduce_range(str(avx512))
+
+
+def _as_transformers_writes_it(path) -> None:
+    """tokenizer.json as save_pretrained writes it: indented, merges as pairs."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    merges = data["model"]["merges"]
+    if merges and isinstance(merges[0], str):
+        data["model"]["merges"] = [m.split(" ") for m in merges]
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def test_the_compacted_tokenizer_json_is_the_same_tokenizer(converted, tmp_path):
+    from tokenizers import Tokenizer
+
+    from chatapp.engine.loading import compact_tokenizer_json
+
+    original = tmp_path / "tokenizer.json"
+    shutil.copy(converted / "tokenizer.json", original)
+    _as_transformers_writes_it(original)
+    before = Tokenizer.from_file(str(original))
+    size = original.stat().st_size
+    assert compact_tokenizer_json(original)
+    data = json.loads(original.read_text(encoding="utf-8"))
+    assert isinstance(data["model"]["merges"][0], str)
+    assert original.stat().st_size < size * 0.7
+    after = Tokenizer.from_file(str(original))
+    seed = (Path(__file__).resolve().parents[2] / "shared" / "seed").glob("*.txt")
+    texts = [
+        "<start_of_turn>user\n使用繁體中文回答，請問什麼是大型語言模型？<end_of_turn>\n",
+        "Hello **world**\n\n```python\nx = 1\n```\n",
+        "  spaced\tout  émoji 🤖\n\n\n",
+        *[p.read_text(encoding="utf-8") for p in seed],
+    ]
+    for text in texts:
+        assert before.encode(text).ids == after.encode(text).ids
+    ids = list(range(0, before.get_vocab_size(), 97))
+    assert before.decode(ids) == after.decode(ids)
+    assert not compact_tokenizer_json(original)  # already compact: left alone
+
+
+def test_a_cache_from_an_earlier_chatapp_is_upgraded_in_place(converted, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATAPP_CACHE_DIR", str(tmp_path / "cache"))
+    target = paths.bundled_model_dir()
+    shutil.copytree(converted, target)
+    _as_transformers_writes_it(target / "tokenizer.json")
+    marker = json.loads((target / "chatapp-complete.json").read_text())
+    marker["format"] = 2
+    marker["files"]["tokenizer.json"] = (target / "tokenizer.json").stat().st_size
+    (target / "chatapp-complete.json").write_text(json.dumps(marker))
+    weights = (target / "model.safetensors").stat()
+    assert not bundled_cache_is_complete(target)
+    stages = []
+    assert ensure_bundled_model(lambda message, fraction: stages.append(message)) == target
+    assert stages == []  # not converted again
+    assert bundled_cache_is_complete(target)
+    assert (target / "model.safetensors").stat().st_mtime_ns == weights.st_mtime_ns
+    data = json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))
+    assert isinstance(data["model"]["merges"][0], str)

@@ -40,7 +40,9 @@ AUTO_RULE = (
 )
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 _MARKER = "chatapp-complete.json"
-_FORMAT = 2  # 2: the dialogue chat template in tokenizer_config.json
+# 2: the dialogue chat template in tokenizer_config.json; 3: tokenizer.json compact, its
+# merges as "a b" strings (tokenizers parses it in ~0.8 s instead of ~1.2 s)
+_FORMAT = 3
 
 ProgressFn = Callable[[str, "float | None"], None]
 
@@ -171,14 +173,14 @@ def _bundled_package() -> Any:
     return package
 
 
-def bundled_cache_is_complete(folder: Path) -> bool:
+def bundled_cache_is_complete(folder: Path, fmt: int = _FORMAT) -> bool:
     """True only for a conversion that finished: marker present and every file at its size."""
     marker = folder / _MARKER
     try:
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if info.get("format") != _FORMAT:
+    if info.get("format") != fmt:
         return False
     if info.get("source_sha256") != _bundled_package().EXPECTED_SHA256:
         return False
@@ -219,6 +221,12 @@ def ensure_bundled_model(progress: ProgressFn = _no_progress) -> Path:
     target = paths.bundled_model_dir()
     if bundled_cache_is_complete(target):
         return target
+    if bundled_cache_is_complete(target, fmt=2):  # converted by an earlier chatapp
+        try:
+            _upgrade_from_format_2(target)
+            return target
+        except (OSError, ValueError):
+            pass  # rebuilt below
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(target.parent, target.name)
     if target.exists():
@@ -237,6 +245,42 @@ def ensure_bundled_model(progress: ProgressFn = _no_progress) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def compact_tokenizer_json(path: Path) -> bool:
+    """Rewrite a tokenizer.json so that it parses faster, with the same tokenizer: no
+    indentation, and BPE merges as "a b" strings rather than ["a", "b"] pairs (the form
+    older tokenizers wrote; both are read). Only when no merge part contains a space,
+    which the string form cannot hold. Returns whether it rewrote the file."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    merges = data.get("model", {}).get("merges")
+    if not merges or not isinstance(merges[0], list):
+        return False
+    if any(" " in part for pair in merges for part in pair):
+        return False
+    data["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+    paths.atomic_write_text(path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return True
+
+
+def _write_marker(folder: Path) -> None:
+    """Written last: its presence means every other file in ``folder`` is whole."""
+    files = {
+        p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != _MARKER
+    }
+    marker = {
+        "format": _FORMAT,
+        "source_sha256": _bundled_package().EXPECTED_SHA256,
+        "files": files,
+    }
+    paths.atomic_write_text(folder / _MARKER, json.dumps(marker, indent=2))
+
+
+def _upgrade_from_format_2(folder: Path) -> None:
+    """A format-2 cache becomes format 3 in place (its tokenizer.json compacted), without
+    converting the model again. The marker is rewritten last."""
+    compact_tokenizer_json(folder / "tokenizer.json")
+    _write_marker(folder)
 
 
 def _convert_bundled(work: Path, progress: ProgressFn) -> None:
@@ -273,10 +317,8 @@ def _convert_bundled(work: Path, progress: ProgressFn) -> None:
     (work / "chat_template.jinja").unlink(missing_ok=True)
     del model
     shutil.rmtree(gguf_dir)
-    files = {p.name: p.stat().st_size for p in work.iterdir() if p.is_file()}
-    marker = {"format": _FORMAT, "source_sha256": package.EXPECTED_SHA256, "files": files}
-    # The marker is written last: its presence means every other file is whole.
-    paths.atomic_write_text(work / _MARKER, json.dumps(marker, indent=2))
+    compact_tokenizer_json(work / "tokenizer.json")
+    _write_marker(work)
 
 
 # -- loading ---------------------------------------------------------------------------------
