@@ -211,3 +211,26 @@ def test_a_cache_from_an_earlier_chatapp_is_upgraded_in_place(converted, tmp_pat
     assert (target / "model.safetensors").stat().st_mtime_ns == weights.st_mtime_ns
     data = json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))
     assert isinstance(data["model"]["merges"][0], str)
+
+
+def test_the_conversion_parses_the_gguf_file_once(tmp_path, monkeypatch):
+    """transformers opens a GGUF file three times (config, weights, tokenizer); inside the
+    conversion each path is parsed once (the real conversion is timed by the conversion
+    test above and by the first-run figures)."""
+    import gguf
+
+    from chatapp.engine.loading import _one_gguf_reader
+
+    opened = []
+
+    class Reader:
+        def __init__(self, path, mode="r"):
+            opened.append((str(path), mode))
+
+    monkeypatch.setattr(gguf, "GGUFReader", Reader)
+    with _one_gguf_reader():
+        first = gguf.GGUFReader(tmp_path / "a.gguf")
+        assert gguf.GGUFReader(str(tmp_path / "a.gguf")) is first
+        assert gguf.GGUFReader(tmp_path / "b.gguf") is not first
+    assert gguf.GGUFReader is Reader  # restored
+    assert len(opened) == 2
