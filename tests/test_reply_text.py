@@ -100,3 +100,17 @@ async def test_a_resize_mid_reply_redraws_it_at_the_new_width():
         assert all(len(line.text) == body.content_size.width for line in body.lines)
         source.resume()
         await wait_for(pilot, lambda: app.replies_done == 1)
+
+
+async def test_a_new_theme_redraws_the_replies_in_its_colours():
+    app, _ = held_app(pause_after=None, pieces=["Hello ", "**there**"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        body = _body(app)
+        first = body.lines[0]._segments[0].style
+        app.theme = next(name for name in ("chatapp-light", "chatapp-dark") if name != app.theme)
+        await pilot.pause(0.3)
+        now = body.lines[0]._segments[0].style
+        assert now != first
+        assert now.bgcolor == body.rich_style.bgcolor and now.color == body.rich_style.color

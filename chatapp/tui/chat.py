@@ -156,6 +156,13 @@ class ReplyText(Widget):
     def _stale(self, width: int) -> bool:
         return width != self._width or self._style != self.rich_style  # resized, or a theme
 
+    def notify_style_update(self) -> None:
+        """A new theme (or class): the kept lines carry the old colours; render anew."""
+        super().notify_style_update()
+        if self._width and self._style != self.rich_style:
+            self._width = 0
+            self.refresh(layout=True)
+
     def get_content_height(self, container, viewport, width: int) -> int:
         if self._stale(width):
             self._render(width)
