@@ -114,3 +114,23 @@ async def test_a_new_theme_redraws_the_replies_in_its_colours():
         now = body.lines[0]._segments[0].style
         assert now != first
         assert now.bgcolor == body.rich_style.bgcolor and now.color == body.rich_style.color
+
+
+async def test_a_reply_s_text_can_be_selected_with_the_mouse():
+    from textual.geometry import Offset
+    from textual.selection import Selection
+
+    app, _ = held_app(pause_after=None, pieces=["Hello ", "**there** ", "friend"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        body = _body(app)
+        assert body.allow_select
+        app.screen.selections = {body: Selection(Offset(6, 0), Offset(11, 0))}
+        await pilot.pause(0.1)
+        assert app.screen.get_selected_text() == "there"
+        highlighted = body.render_line(0)
+        styles = {seg.text: seg.style for seg in highlighted if seg.text.strip()}
+        assert any("there" in text for text in styles)
+        there = next(style for text, style in styles.items() if "there" in text)
+        assert there.bgcolor == app.screen.get_component_rich_style("screen--selection").bgcolor

@@ -6,9 +6,12 @@ from functools import lru_cache
 
 from markdown_it import MarkdownIt
 from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment
+from rich.style import Style
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.geometry import Region
+from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Button, Static
@@ -207,10 +210,33 @@ class ReplyText(Widget):
     def render_line(self, y: int) -> Strip:
         done = len(self._done)
         if y < done:
-            return self._done[y]
-        if y - done < len(self._live):
-            return self._live[y - done]
-        return self._blank
+            strip = self._done[y]
+        elif y - done < len(self._live):
+            strip = self._live[y - done]
+        else:
+            return self._blank
+        selection = self.text_selection
+        if selection is not None and (span := selection.get_span(y)) is not None:
+            strip = self._selected(strip, *span)
+        return strip
+
+    # -- selecting text with the mouse (Textual's Markdown widget allowed it) --------------
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        return selection.extract("\n".join(line.text.rstrip() for line in self.lines)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self.refresh()
+
+    def _selected(self, strip: Strip, start: int, end: int) -> Strip:
+        """``strip`` with cells ``start`` to ``end`` (-1: the line's end) highlighted."""
+        length = len(strip.text.rstrip())
+        end = length if end == -1 else min(end, length)
+        if end <= start:
+            return strip
+        style = self.screen.get_component_rich_style("screen--selection")
+        before, middle, after = strip.divide([start, end, strip.cell_length])
+        middle = Strip([Segment(t, (s or Style()) + style) for t, s, _ in middle], end - start)
+        return Strip.join([before, middle, after])
 
 
 class AssistantMessage(Vertical):
