@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 PLAIN = r"""
 import json, sys, time
@@ -92,10 +94,41 @@ def as_saved_by_transformers(folder: Path) -> Path:
     return plain
 
 
+READY = re.compile(rb"Ready")
+ANSI = re.compile(
+    rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]"
+)
+
+
+def app_ready(env: dict[str, str], timeout: float = 120) -> float:
+    """Seconds from starting the full-screen app (80x24, a pseudo-terminal) to "Ready" on
+    its status line; then Ctrl+Q."""
+    from bench_common import PtyChild
+
+    cmd = [sys.executable, "-m", "chatapp", "--model", "bundled"]
+    start = time.perf_counter()
+    child = PtyChild(cmd, env, rows=24, cols=80)
+    ready_at = None
+    while time.perf_counter() - start < timeout:
+        child.read(0.02)
+        if READY.search(ANSI.sub(b"", bytes(child.buffer))):
+            ready_at = time.perf_counter() - start
+            break
+    child.write(b"\x11")  # Ctrl+Q
+    try:
+        child.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.proc.kill()
+    if ready_at is None:
+        raise SystemExit("the app did not show Ready")
+    return ready_at
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=8)
+    parser.add_argument("--app", action="store_true", help="also time the app to Ready")
     args = parser.parse_args()
 
     from chatapp.engine.loading import ensure_bundled_model
@@ -145,6 +178,19 @@ def main() -> None:
         for key in keys:
             values = [p[key] for p in parts[name] if key in p]
             print(f"    {key:28} {statistics.median(values):5.2f} s")
+    if args.app:
+        app_env = {k: v for k, v in env.items() if k != "CHATAPP_TIMINGS"}
+        app_ready(app_env)  # fills the caches
+        readies = [app_ready(app_env) for _ in range(args.runs)]
+        loaded = [
+            sum(p[k] for k in p if k not in ("generate", "interpreter start + exit"))
+            for p in parts[names[1]]
+        ]
+        print(
+            f"app to Ready (80x24)  median {statistics.median(readies):5.2f} s  (runs: "
+            f"{', '.join(f'{r:.2f}' for r in readies)}); the plain script had its tokenizer "
+            f"and weights loaded at {statistics.median(loaded):.2f} s"
+        )
     compact = statistics.median(walls[names[0]]) / statistics.median(walls[names[2]])
     print(f"(one-shot against the plain script on chatapp's compact tokenizer.json: {compact:.2f})")
     ratio = statistics.median(walls[names[0]]) / statistics.median(walls[names[1]])
