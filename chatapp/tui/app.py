@@ -99,6 +99,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._reply_text = ""  # the streaming reply so far
         self._drawn_at = 0.0  # when streamed text was last drawn
         self._reply_widget: AssistantMessage | None = None
+        self._chat_pane: ChatPane | None = None  # the pane a reply streams into
         self._flush_timer: Timer | None = None
         self.replies_done = 0  # finished replies, for tests and the UI benchmark
         self.stream_repairs = 0  # replies whose streamed text had to be replaced at the end

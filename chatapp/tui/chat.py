@@ -109,6 +109,11 @@ class ReplyText(Widget):
         return len(self._done) + len(self._live)
 
     @property
+    def layout_height(self) -> int:
+        """The height asked of the next layout (while streaming, above its text)."""
+        return self._lines
+
+    @property
     def lines(self) -> list[Strip]:
         """The lines drawn."""
         return self._done + self._live
@@ -153,8 +158,11 @@ class ReplyText(Widget):
         return first_changed
 
     def _padded(self, lines: int) -> int:
+        """The streaming height: a screenful or more of blank lines below the text, grown a
+        screenful at a time. The lines ahead let ChatPane.follow scroll at once, within the
+        height the screen was last laid out with, while a growth's layout is pending."""
         step = max(TAIL_STEP, self.screen.size.height)
-        return -(-lines // step) * step
+        return -(-(lines + step) // step) * step
 
     def _stale(self, width: int) -> bool:
         return width != self._width or self._style != self.rich_style  # resized, or a theme
@@ -180,23 +188,28 @@ class ReplyText(Widget):
         self.refresh(layout=True)
 
     def show(self, text: str) -> bool:
-        """Draw the streaming ``text`` (grown from the last call's). True when the height
-        changed (the screen is laid out before the new lines show)."""
-        width = self._width
-        if not width or self._stale(width) or not text.startswith(self.text[: self._scanned]):
+        """Draw the streaming ``text`` (grown from the last call's). True only when the
+        widget has no width yet: it is drawn at its first layout, and has no lines yet to
+        scroll to."""
+        width = self.content_size.width
+        if not width:
             self.text = text
-            self._width = 0  # rendered whole at the next layout
+            self._width = 0  # rendered whole at the first layout
             self.refresh(layout=True)
             return True
-        self.text = text
-        first_changed = self._advance()
+        if self._stale(width) or not text.startswith(self.text[: self._scanned]):
+            self.text = text
+            self._render(width)  # a new width or theme, or a text that did not grow
+            first_changed = 0
+        else:
+            self.text = text
+            first_changed = self._advance()
         total = self.line_count
         height = self._padded(total)
         if height > self._lines:
             self._lines = height
             self.refresh(layout=True)  # a layout: once a screenful of lines
-            return True
-        if total > first_changed:
+        elif total > first_changed:
             self.refresh(Region(0, first_changed, width, total - first_changed))
         return False
 
@@ -250,7 +263,8 @@ class AssistantMessage(Vertical):
     def compose(self) -> ComposeResult:
         version = self.turn.reply
         yield Static("Model", classes="role")
-        yield ReplyText(version.text if version else "")
+        self._body = ReplyText(version.text if version else "")
+        yield self._body
         yield Static("", classes="heat")
         yield Static("", classes="meta")
         yield Static("", classes="context-note")
@@ -286,7 +300,7 @@ class AssistantMessage(Vertical):
 
     @property
     def body(self) -> ReplyText:
-        return self.query_one(ReplyText)
+        return self._body
 
     @property
     def shown_text(self) -> str:
@@ -399,12 +413,16 @@ class ChatPane(VerticalScroll):
         return reply
 
     def start_following(self, tail: ReplyText) -> None:
-        """Keep ``tail`` (a reply about to stream) in view: its last line written sits at
-        the bottom of the view, while the user has not scrolled away from it. Its blank
-        lines below stay out of view. Textual's anchor would show those blank lines."""
+        """Keep ``tail`` (a reply about to stream) in view: its last line written sits near
+        the bottom of the view, until the user scrolls away from it (and again once they
+        scroll back to it). Its blank lines below stay out of view: Textual's anchor
+        would show them."""
         self.anchor(False)
-        self._followed = tail
+        self._followed: ReplyText | None = tail
         self._tail_top: int | None = None
+        self._user_moved = False  # the user scrolled since the pane last did
+        self._own_scroll = False
+        self._measured_width = 0
         self.call_after_refresh(self._measure_tail)
 
     def stop_following(self) -> None:
@@ -412,23 +430,35 @@ class ChatPane(VerticalScroll):
 
     def _measure_tail(self) -> None:
         """Where the tail starts in the pane's scrolled content (fixed while it streams:
-        nothing above it changes)."""
+        nothing above it changes, unless the pane's width does)."""
         tail = getattr(self, "_followed", None)
         if tail is not None and tail.is_mounted:
-            self._own_y = round(self.scroll_y)
-            self._tail_top = tail.region.y - self.content_region.y + self._own_y
+            self._tail_top = tail.region.y - self.content_region.y + round(self.scroll_y)
+            self._measured_width = self.size.width
 
     def on_resize(self) -> None:
-        if getattr(self, "_followed", None) is not None:
-            self._tail_top = None  # text above may wrap differently now
+        # Also sent when only the content's height changed (the tail grew): re-measure
+        # only for a new width, which re-wraps the text above the tail.
+        if getattr(self, "_followed", None) is not None and self.size.width != getattr(
+            self, "_measured_width", 0
+        ):
+            self._tail_top = None
             self.call_after_refresh(self._measure_tail)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if getattr(self, "_followed", None) is not None and not self._own_scroll:
+            if round(old_value) != round(new_value):
+                self._user_moved = True
 
     def follow(self, lines_before: int) -> None:
         """The tail now has more lines than ``lines_before``: scroll them into view, if
-        the last of the lines before was in view (the user is following the reply)."""
+        the user is following the reply."""
+        if getattr(self, "_tail_top", None) is None:
+            self._measure_tail()  # a fast first draw can come before the measuring refresh
         tail, top = getattr(self, "_followed", None), getattr(self, "_tail_top", None)
         if tail is None or top is None or not self.shows_end(lines_before):
-            return  # not measured yet, or scrolled away to read: stay there
+            return  # not measured, or scrolled away to read: stay there
         view, y = self.scrollable_content_region.height, round(self.scroll_y)
         last = top + tail.line_count - 1
         if last < y + view:
@@ -437,21 +467,30 @@ class ChatPane(VerticalScroll):
         # 2 cores) and code streams a line per token. The last line then sits a few lines
         # above the bottom, and the lines below it fill before the next scroll.
         step = max(1, view // FOLLOW_STEP_DIVISOR)
-        self.scroll_to(y=max(0, last - view + step), animate=False, immediate=True)
-        self._own_y = round(self.scroll_y)
+        target = max(0, last - view + step)
+        if target > self.max_scroll_y and tail.size.height < tail.layout_height:
+            # The tail just grew and the screen is not laid out again yet: the pane
+            # cannot scroll that far before it is.
+            self.call_after_refresh(self.follow, lines_before)
+            return
+        self._own_scroll = True
+        try:
+            self.scroll_to(y=target, animate=False, immediate=True)
+        finally:
+            self._own_scroll = False
 
     def shows_end(self, lines: int) -> bool:
-        """Whether the user is following the tail: the view is where this pane last put
-        it, or the last of the tail's first ``lines`` lines is in view (they scrolled back
+        """Whether the user follows the tail: they have not scrolled since the pane last
+        did, or the last of the tail's first ``lines`` lines is in view (they scrolled back
         to it). True while the tail is not measured yet."""
         top = getattr(self, "_tail_top", None)
-        if top is None:
+        if top is None or not getattr(self, "_user_moved", False):
             return True
         y = round(self.scroll_y)
-        return (
-            y == self._own_y
-            or y <= top + max(lines, 1) - 1 < y + self.scrollable_content_region.height
-        )
+        if y <= top + max(lines, 1) - 1 < y + self.scrollable_content_region.height:
+            self._user_moved = False
+            return True
+        return False
 
     def assistant_messages(self) -> list[AssistantMessage]:
         return list(self.query(AssistantMessage))

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from textual import work
+from textual.css.query import NoMatches
 
 from chatapp.conversation import ReplyVersion
 from chatapp.engine.chat_format import Message
@@ -47,8 +48,13 @@ class LensControls(_Base):
     def _follow_lens(self) -> None:
         """While a reply streams, show its newest step (at most ~10 times a second)."""
         recorder = self._recorder
-        lens = self.query_one(LensView)
-        if recorder is None or not lens.display or not recorder.steps:
+        if recorder is None or not recorder.steps:
+            return
+        try:
+            lens = self.query_one(LensView)
+        except NoMatches:  # the app shuts down mid-reply
+            return
+        if not lens.display:
             return
         now = time.monotonic()
         count = len(recorder.steps)

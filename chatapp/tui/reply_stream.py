@@ -14,7 +14,7 @@ from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import EngineError, ReplyInterrupted, ReplyStats
 from chatapp.params import SamplingParams
-from chatapp.tui.chat import AssistantMessage, ChatPane
+from chatapp.tui.chat import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatPane
 from chatapp.tui.events import ReplyFinished
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +29,14 @@ FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buf
 # sooner when a few lines are waiting, so that fast text does not scroll by unseen.
 DRAW_INTERVAL = 0.15
 DRAW_LINES = 4
+
+
+def _after_nth_newline(text: str, n: int) -> int:
+    """The index just after the ``n``-th newline of ``text`` (which has more than n)."""
+    index = -1
+    for _ in range(n):
+        index = text.index("\n", index + 1)
+    return index + 1
 
 
 WORKER_NICE = 10  # how far below the UI thread the threads that generate run
@@ -79,7 +87,7 @@ class ReplyStreaming(_Base):
         self._reply_text = ""
         self._drawn_at = 0.0
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
-        chat = self.query_one(ChatPane)
+        chat = self._chat_pane = self.query_one(ChatPane)  # kept: a query walks the DOM
         chat.scroll_end(animate=False, immediate=True)
         chat.start_following(reply.body)
         self._set_status(f"Generating ({params.summary()}) · Esc stops")
@@ -95,9 +103,17 @@ class ReplyStreaming(_Base):
         now = time.monotonic()
         with self._pending_lock:
             text = "".join(self._pending)
-            if not force and now - self._drawn_at < DRAW_INTERVAL and text.count("\n") < DRAW_LINES:
+            lines = text.count("\n")
+            if not force and now - self._drawn_at < DRAW_INTERVAL and lines < DRAW_LINES:
                 return  # a moment more: drawn with what comes next
             self._pending.clear()
+            room = self._lines_per_draw()
+            if not force and lines > room:
+                # More lines than one scroll can show (fast code, or a late tick): draw
+                # a view's worth now and the rest at the next tick, so none goes by unseen.
+                cut = _after_nth_newline(text, room)
+                text, rest = text[:cut], text[cut:]
+                self._pending.append(rest)
         self._drawn_at = now
         if self._reply_widget is not None and self._reply_widget.version is not None:
             self._streamed.append(text)
@@ -106,13 +122,22 @@ class ReplyStreaming(_Base):
         if text:
             self._show_streamed(text)
 
+    def _lines_per_draw(self) -> int:
+        """The most new lines one draw may add: what fits in the chat pane's view above
+        the few lines a follow scroll leaves below the last one."""
+        chat = self._chat_pane
+        if chat is None or not chat.is_mounted:  # the app shuts down mid-reply
+            return DRAW_LINES
+        view = chat.scrollable_content_region.height
+        return max(DRAW_LINES, view - max(1, view // FOLLOW_STEP_DIVISOR) - 1)
+
     def _show_streamed(self, text: str, final: bool = False) -> None:
         """Draw the reply so far; when it ends, draw it whole (ReplyText.set_text)."""
         self._reply_text += text
-        reply = self._reply_widget
-        if reply is None:
+        reply, chat = self._reply_widget, self._chat_pane
+        if reply is None or chat is None or not reply.is_mounted:  # shutting down mid-reply
             return
-        chat, body = self.query_one(ChatPane), reply.body
+        body = reply.body
         before = body.line_count
         if final:
             # Back to Textual's anchor (the chat's end) if the user was following the reply.
@@ -121,8 +146,8 @@ class ReplyStreaming(_Base):
             body.set_text(self._reply_text)
             if following:
                 chat.call_after_refresh(chat.anchor)
-        elif body.show(self._reply_text):  # laid out first (the pane cannot scroll past
-            chat.call_after_refresh(chat.follow, before)  # its old end), then scrolled
+        elif body.show(self._reply_text):  # drawn at the next layout: follow after it
+            chat.call_after_refresh(chat.follow, before)
         else:
             chat.follow(before)
 
