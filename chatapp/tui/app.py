@@ -93,10 +93,9 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self.source: Engine | None = None  # set once the engine is ready
         self.load_error: str | None = None
         self._pending: list[str] = []
-        self._streamed: list[str] = []
         self._pending_lock = threading.Lock()
         self._ui_thread_id = threading.get_native_id()
-        self._reply_text = ""  # the streaming reply so far
+        self._reply_text = ""  # the streaming reply so far (drawn and saved)
         self._drawn_at = 0.0  # when streamed text was last drawn
         self._reply_widget: AssistantMessage | None = None
         self._chat_pane: ChatPane | None = None  # the pane a reply streams into
@@ -317,8 +316,8 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         reply, self._reply_widget = self._reply_widget, None
         if reply is not None and reply.version is not None:
             with self._pending_lock:
-                self._streamed += self._pending
-            self.session.abandon_reply(reply.version, "".join(self._streamed))
+                self._reply_text += "".join(self._pending)
+            self.session.abandon_reply(reply.version, self._reply_text)
 
     async def action_quit(self) -> None:
         self._keep_partial_reply()  # the reply ends within one token; the worker then exits

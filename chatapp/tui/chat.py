@@ -164,18 +164,18 @@ class ReplyText(Widget):
         step = max(TAIL_STEP, self.screen.size.height)
         return -(-(lines + step) // step) * step
 
-    def _stale(self, width: int) -> bool:
-        return width != self._width or self._style != self.rich_style  # resized, or a theme
+    def _render_at_next_layout(self) -> None:
+        self._width = 0  # no width matches: get_content_height renders it all
+        self.refresh(layout=True)
 
     def notify_style_update(self) -> None:
         """A new theme (or class): the kept lines carry the old colours; render anew."""
         super().notify_style_update()
         if self._width and self._style != self.rich_style:
-            self._width = 0
-            self.refresh(layout=True)
+            self._render_at_next_layout()
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        if self._stale(width):
+        if width != self._width:
             self._render(width)
         return self._lines
 
@@ -194,10 +194,9 @@ class ReplyText(Widget):
         width = self.content_size.width
         if not width:
             self.text = text
-            self._width = 0  # rendered whole at the first layout
-            self.refresh(layout=True)
+            self._render_at_next_layout()  # the first layout gives it a width
             return True
-        if self._stale(width) or not text.startswith(self.text[: self._scanned]):
+        if width != self._width or not text.startswith(self.text[: self._scanned]):
             self.text = text
             self._render(width)  # a new width or theme, or a text that did not grow
             first_changed = 0
@@ -217,8 +216,7 @@ class ReplyText(Widget):
         """Show ``text`` whole (a finished reply): one document, the exact height."""
         self.streaming = False
         self.text = text
-        self._width = 0  # rendered at the next layout
-        self.refresh(layout=True)
+        self._render_at_next_layout()
 
     def render_line(self, y: int) -> Strip:
         done = len(self._done)
@@ -357,6 +355,12 @@ class ChatPane(VerticalScroll):
         super().__init__(id="chat")
         self.chat: Conversation | None = None
         self.first_mounted = 0  # index of the first turn on screen
+        # Following a streaming reply (start_following):
+        self._followed: ReplyText | None = None
+        self._tail_top: int | None = None  # where it starts in the scrolled content
+        self._user_moved = False  # the user scrolled since the pane last did
+        self._own_scroll = False  # the pane is scrolling (not the user)
+        self._measured_width = 0
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -418,11 +422,7 @@ class ChatPane(VerticalScroll):
         scroll back to it). Its blank lines below stay out of view: Textual's anchor
         would show them."""
         self.anchor(False)
-        self._followed: ReplyText | None = tail
-        self._tail_top: int | None = None
-        self._user_moved = False  # the user scrolled since the pane last did
-        self._own_scroll = False
-        self._measured_width = 0
+        self._followed, self._tail_top, self._user_moved = tail, None, False
         self.call_after_refresh(self._measure_tail)
 
     def stop_following(self) -> None:
@@ -431,7 +431,7 @@ class ChatPane(VerticalScroll):
     def _measure_tail(self) -> None:
         """Where the tail starts in the pane's scrolled content (fixed while it streams:
         nothing above it changes, unless the pane's width does)."""
-        tail = getattr(self, "_followed", None)
+        tail = self._followed
         if tail is not None and tail.is_mounted:
             self._tail_top = tail.region.y - self.content_region.y + round(self.scroll_y)
             self._measured_width = self.size.width
@@ -439,24 +439,22 @@ class ChatPane(VerticalScroll):
     def on_resize(self) -> None:
         # Also sent when only the content's height changed (the tail grew): re-measure
         # only for a new width, which re-wraps the text above the tail.
-        if getattr(self, "_followed", None) is not None and self.size.width != getattr(
-            self, "_measured_width", 0
-        ):
+        if self._followed is not None and self.size.width != self._measured_width:
             self._tail_top = None
             self.call_after_refresh(self._measure_tail)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if getattr(self, "_followed", None) is not None and not self._own_scroll:
+        if self._followed is not None and not self._own_scroll:
             if round(old_value) != round(new_value):
                 self._user_moved = True
 
     def follow(self, lines_before: int) -> None:
         """The tail now has more lines than ``lines_before``: scroll them into view, if
         the user is following the reply."""
-        if getattr(self, "_tail_top", None) is None:
+        if self._tail_top is None:
             self._measure_tail()  # a fast first draw can come before the measuring refresh
-        tail, top = getattr(self, "_followed", None), getattr(self, "_tail_top", None)
+        tail, top = self._followed, self._tail_top
         if tail is None or top is None or not self.shows_end(lines_before):
             return  # not measured, or scrolled away to read: stay there
         view, y = self.scrollable_content_region.height, round(self.scroll_y)
@@ -483,8 +481,8 @@ class ChatPane(VerticalScroll):
         """Whether the user follows the tail: they have not scrolled since the pane last
         did, or the last of the tail's first ``lines`` lines is in view (they scrolled back
         to it). True while the tail is not measured yet."""
-        top = getattr(self, "_tail_top", None)
-        if top is None or not getattr(self, "_user_moved", False):
+        top = self._tail_top
+        if top is None or not self._user_moved:
             return True
         y = round(self.scroll_y)
         if y <= top + max(lines, 1) - 1 < y + self.scrollable_content_region.height:

@@ -83,7 +83,6 @@ class ReplyStreaming(_Base):
         self._recorder = LensRecorder(active=self.recording)
         self._lens_shown_count = 0
         self._pending.clear()
-        self._streamed.clear()
         self._reply_text = ""
         self._drawn_at = 0.0
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
@@ -115,12 +114,12 @@ class ReplyStreaming(_Base):
                 text, rest = text[:cut], text[cut:]
                 self._pending.append(rest)
         self._drawn_at = now
+        self._reply_text += text
         if self._reply_widget is not None and self._reply_widget.version is not None:
-            self._streamed.append(text)
             # Saved at most once a second: the store's cost stays out of the token rate.
-            self.session.stream_text(self._reply_widget.version, "".join(self._streamed))
+            self.session.stream_text(self._reply_widget.version, self._reply_text)
         if text:
-            self._show_streamed(text)
+            self._show_streamed()
 
     def _lines_per_draw(self) -> int:
         """The most new lines one draw may add: what fits in the chat pane's view above
@@ -131,9 +130,8 @@ class ReplyStreaming(_Base):
         view = chat.scrollable_content_region.height
         return max(DRAW_LINES, view - max(1, view // FOLLOW_STEP_DIVISOR) - 1)
 
-    def _show_streamed(self, text: str, final: bool = False) -> None:
+    def _show_streamed(self, final: bool = False) -> None:
         """Draw the reply so far; when it ends, draw it whole (ReplyText.set_text)."""
-        self._reply_text += text
         reply, chat = self._reply_widget, self._chat_pane
         if reply is None or chat is None or not reply.is_mounted:  # shutting down mid-reply
             return
@@ -184,7 +182,7 @@ class ReplyStreaming(_Base):
             self._flush_timer = None
         await self._flush_stream(force=True)
         if self._reply_widget is not None and self._reply_widget.body.streaming:
-            self._show_streamed("", final=True)
+            self._show_streamed(final=True)
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         await self._end_stream()
