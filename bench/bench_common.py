@@ -37,54 +37,48 @@ def gemma_2b_config(vocab_size: int = 256_000) -> Any:
     )
 
 
+def _timed(model: Any, ids: Any, sync: Any, **generate: Any) -> tuple[Any, float]:
+    """Raw ``model.generate`` from ``ids``: its output and seconds (``sync``: called
+    before and after, e.g. ``torch.cuda.synchronize``)."""
+    import time
+
+    import torch
+
+    if sync is not None:
+        sync()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **generate)
+    if sync is not None:
+        sync()
+    return out, time.perf_counter() - start
+
+
 def timed_generate(
     model: Any, input_ids: Any, config: Any, seed: int = 0, sync: Any = None
 ) -> tuple[int, float]:
-    """Raw ``generate`` under ``config`` from ``seed``: new tokens and seconds (``sync``:
-    called before and after, e.g. ``torch.cuda.synchronize``)."""
-    import time
-
+    """Raw ``generate`` under ``config`` from ``seed``: new tokens and seconds."""
     import torch
 
     torch.manual_seed(seed)
-    if sync is not None:
-        sync()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            generation_config=config,
-        )
-    if sync is not None:
-        sync()
-    return out.shape[1] - input_ids.shape[1], time.perf_counter() - start
+    out, seconds = _timed(model, input_ids, sync, generation_config=config)
+    return out.shape[1] - input_ids.shape[1], seconds
 
 
 def greedy_seconds(model: Any, ids: Any, new: int, sync: Any = None) -> float:
-    """Seconds for raw ``generate`` to add exactly ``new`` greedy tokens to ``ids``
-    (``sync``: called before and after, e.g. ``torch.cuda.synchronize``)."""
-    import time
-
-    import torch
-
-    if sync is not None:
-        sync()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new,
-            min_new_tokens=new,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=0,
-        )
-    if sync is not None:
-        sync()
+    """Seconds for raw ``generate`` to add exactly ``new`` greedy tokens to ``ids``."""
+    out, seconds = _timed(
+        model,
+        ids,
+        sync,
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
     assert out.shape[1] - ids.shape[1] == new
-    return time.perf_counter() - start
+    return seconds
 
 
 def next_token_logprobs(model: Any, ids: Any) -> Any:

@@ -87,11 +87,11 @@ def resolve_model_name(name: str | None) -> str:
     return name
 
 
-def resolve_quant(quant: str, reply_tokens: int | None = None) -> str:
+def resolve_quant(quant: str) -> str:
     """The mode to load; ``auto`` as ``auto_quant`` chooses it."""
     if quant not in QUANT_CHOICES:
         raise ModelLoadError(f"--quant must be one of {', '.join(QUANT_CHOICES)}, got {quant!r}")
-    return auto_quant(reply_tokens)[0] if quant == "auto" else quant
+    return auto_quant()[0] if quant == "auto" else quant
 
 
 # Making int8-dynamic's int8 copy of the bundled model takes ~3-5 s on 2 cores and saves
