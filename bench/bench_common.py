@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# Terminal escape sequences (CSI, OSC, charset and keypad modes): stripped from a pty's
+# output to read the text it shows.
+ANSI = re.compile(
+    rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]"
+)
 
 
 def disable_eos(engine: Any) -> None:

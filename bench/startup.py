@@ -95,15 +95,12 @@ def as_saved_by_transformers(folder: Path) -> Path:
 
 
 READY = re.compile(rb"Ready")
-ANSI = re.compile(
-    rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]"
-)
 
 
 def app_ready(env: dict[str, str], timeout: float = 120) -> float:
     """Seconds from starting the full-screen app (80x24, a pseudo-terminal) to "Ready" on
     its status line; then Ctrl+Q."""
-    from bench_common import PtyChild
+    from bench_common import ANSI, PtyChild
 
     cmd = [sys.executable, "-m", "chatapp", "--model", "bundled"]
     start = time.perf_counter()

@@ -45,11 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import PtyChild  # noqa: E402
+from bench_common import ANSI, PtyChild  # noqa: E402
 
-ANSI = re.compile(
-    rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]"
-)
 MARKERS = "QZXJVK"  # typed while streaming: never part of the reply or the redrawn chrome
 
 
