@@ -62,13 +62,14 @@ def _timed(model: Any, ids: Any, sync: Any, **generate: Any) -> tuple[Any, float
 
 
 def timed_generate(
-    model: Any, input_ids: Any, config: Any, seed: int = 0, sync: Any = None
+    model: Any, input_ids: Any, config: Any, seed: int = 0, sync: Any = None, **generate: Any
 ) -> tuple[int, float]:
-    """Raw ``generate`` under ``config`` from ``seed``: new tokens and seconds."""
+    """Raw ``generate`` under ``config`` from ``seed`` (``generate``: more of its
+    arguments, e.g. a ``past_key_values`` cache): new tokens and seconds."""
     import torch
 
     torch.manual_seed(seed)
-    out, seconds = _timed(model, input_ids, sync, generation_config=config)
+    out, seconds = _timed(model, input_ids, sync, generation_config=config, **generate)
     return out.shape[1] - input_ids.shape[1], seconds
 
 
@@ -152,7 +153,11 @@ class PtyChild:
 def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16") -> Any:
     """A model folder as ``--model`` takes it, with random weights in gemma-2b's shape (or
     a tiny one, to check a script on a CPU) and the bundled model's tokenizer, whose
-    vocabulary (262,144) sets the embedding size. Built once; returns the folder."""
+    vocabulary (262,144) sets the embedding size. Built once; returns the folder.
+
+    ``$CHATAPP_BENCH_TOKENIZER``: a folder holding that tokenizer, for a machine without
+    the bundled GGUF (``bench/gpu_carry.sh`` packs one for the GPU machine)."""
+    import os
     import shutil
     from pathlib import Path
 
@@ -164,7 +169,8 @@ def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16"
     folder = Path(folder)
     if (folder / "config.json").exists():
         return folder
-    bundled = ensure_bundled_model()
+    carried = os.environ.get("CHATAPP_BENCH_TOKENIZER")
+    bundled = Path(carried) if carried else ensure_bundled_model()
     tokenizer = _load_tokenizer(str(bundled))
     if tiny:
         config = GemmaConfig(
@@ -183,7 +189,8 @@ def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16"
     config.eos_token_id = tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(0)
-    with torch.device("cpu"):
+    # Made on the GPU where there is one: initialising 2.5B weights on the CPU takes a while.
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     model.save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):

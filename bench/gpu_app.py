@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench_common import random_model_folder  # noqa: E402
 
 SESSION = "chatapp-gpu-app"
+LOADING_WORDS = ("Loading", "Compil", "Warming", "Quantiz", "load")
 
 
 def tmux(*args: str) -> str:
@@ -40,10 +41,17 @@ def pane() -> str:
     return tmux("capture-pane", "-p", "-t", SESSION)
 
 
-def wait_for(predicate, timeout: float, what: str) -> float:
+def wait_for(predicate, timeout: float, what: str, seen: list[str] | None = None) -> float:
+    """Seconds until the pane satisfies ``predicate``; ``seen`` collects the distinct
+    loading-view lines shown meanwhile (what the user watches during a compile)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         text = pane()
+        if seen is not None:
+            for line in text.splitlines():
+                line = line.strip(" │┃║|")
+                if any(w in line for w in LOADING_WORDS) and line not in seen:
+                    seen.append(line)
         if predicate(text):
             return time.monotonic() - start
         time.sleep(0.2)
@@ -85,7 +93,9 @@ def main() -> None:
     tmux("kill-session", "-t", SESSION)
     start = time.monotonic()
     tmux("new-session", "-d", "-s", SESSION, "-x", "80", "-y", "24", "-c", str(ROOT), command)
-    loaded = wait_for(lambda t: "Ready" in t or "ready" in t, args.load_timeout, "Ready")
+    seen: list[str] = []
+    loaded = wait_for(lambda t: "Ready" in t or "ready" in t, args.load_timeout, "Ready", seen)
+    print("--- the loading view showed, in order:\n  " + "\n  ".join(seen))
     print(f"--- loaded in {loaded:.1f} s (since start {time.monotonic() - start:.1f} s)\n{pane()}")
     tmux("send-keys", "-t", SESSION, "Tell me about the sea.", "Enter")
     streaming = wait_for(lambda t: "Generating" in t or "tok/s" in t, 60, "the reply to stream")

@@ -1,31 +1,49 @@
-"""Engine vs raw ``model.generate`` per mode on a CUDA GPU, gemma-2b-shaped random model.
+"""Every CUDA mode through the engine and the app, against raw bf16 ``generate``.
 
 No weights can be fetched on the GPU machine, so a gemma-2b-shaped model (hidden 2048, 18
 layers, intermediate 16384, 8 heads, 1 KV head, head_dim 256) with random weights is saved
-once with the bundled tokenizer (``bench_common.random_model_folder``), and every mode
-loads it through the app's own loading (``LocalEngine.load``, as ``chatapp --model FOLDER
---quant MODE [--compile]`` would).
+once with the bundled tokenizer (``bench_common.random_model_folder``; on the GPU machine
+``bench/gpu_carry.sh`` brings the tokenizer), and every mode loads it through the app's
+own loading (``LocalEngine.load``, as ``chatapp --model FOLDER --quant MODE [--compile]``).
 
-    python bench/gpu_engine.py [--tokens 256] [--runs 3] [--modes none,none+compile,8bit,...]
+    python bench/gpu_engine.py [--tokens 256] [--prompt 790] [--runs 2] [--modes ...]
+                               [--app-modes none+compile] [--out gpu_engine.jsonl]
     python bench/gpu_engine.py --tiny --modes none,none+compile   # check it on a CPU
 
-Modes: none (bf16), none+compile (the fast path: static cache + torch.compile), 8bit (the
-seed's bitsandbytes), 4bit (nf4), ao-int8 and ao-int8+compile (torchao int8 weight-only;
-carry the torchao wheel). Per mode: load seconds (compile and warm-up included), raw
-generate tok/s (with the same static cache + compile for the +compile modes), engine
-tok/s, their ratio, peak GPU memory, and the closeness to bf16
-(``chatapp.engine.closeness``). Runs alternate raw and engine. Ends with
-``best CUDA mode: NAME decode R x vs raw bf16`` (closeness check passed), and the mode
-``--quant auto`` picks here. For app/engine on the GPU run
-``python bench/ui_stream.py --only-real --model FOLDER --quant MODE [--compile]``.
+Modes: none (bf16), none+compile (the fast path: one static cache + generate's own
+torch.compile of the decode step), 8bit (the seed's bitsandbytes), 4bit (nf4), ao-int8
+and ao-int8+compile (torchao int8 weight-only); bitsandbytes and torchao are carried.
+
+Per mode, timings alternate raw and engine (after a warm-up of each):
+  - load seconds (the compile and its warm-up included for +compile);
+  - prefill tok/s: a --prompt-token prompt to its first token;
+  - decode tok/s: the --tokens tokens after the first, a short prompt, the seed's sampling
+    values, EOS off;
+  - time to first token of the short prompt;
+  - raw: plain ``model.generate`` with the same config (and, for +compile, the same static
+    cache and compile config, so the compiled step is shared, not compiled twice);
+  - engine/raw, and the engine's decode and prefill against raw bf16 (the none row);
+  - peak GPU memory; the closeness to bf16 (``chatapp.engine.closeness``);
+  - for --app-modes: the app's tokens/s, Enter to the last token drawn, against the
+    engine's own rate (``ui_stream.real_model_on`` on the same loaded engine), alternating;
+    once with Python's thread switch interval (5 ms) and once at 1 ms.
+Each row is also appended to --out as JSON, so a run cut short keeps what it measured,
+and a later run into the same --out adds its modes to the same table (ratios and the
+closeness stay against that file's none row and the bf16 --reference it saved).
+Ends with ``best CUDA mode: NAME decode Rd x, prefill Rp x vs raw bf16`` (among the modes
+that pass the closeness check) and the mode ``--quant auto`` picks here.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import json
 import statistics
 import sys
+import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,98 +51,219 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import disable_eos, random_model_folder, timed_generate  # noqa: E402
 
-PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
+SHORT = "使用繁體中文回答，請問什麼是大型語言模型？"
+TEXT = (
+    "The sea is wide and deep, and the light on it changes every hour of the day. "
+    "Fishermen read its colour the way others read a clock. "
+)
+
+
+class Mode:
+    """One loaded engine and its raw twin."""
+
+    def __init__(self, engine, args, sync) -> None:
+        from chatapp.engine import Message
+        from chatapp.params import SEED_VALUES, SamplingParams
+
+        self.engine, self.sync, self.tokens = engine, sync, args.tokens
+        engine.reuse_cache = False  # every request prefills from scratch, like raw generate
+        engine.chat_format = "raw"
+        disable_eos(engine)
+        tokenizer = engine.tokenizer
+        long_ids = tokenizer(TEXT * 60).input_ids[: args.prompt]
+        self.short = [Message("user", SHORT)]
+        self.long = [Message("user", tokenizer.decode(long_ids[1:]))]
+        self.params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
+        self.short_ids = engine.prompt_ids(self.short)
+        self.long_ids = engine.prompt_ids(self.long)
+
+    def _config(self, new: int):
+        config = self.engine.generation_config(self.params.replace(max_new_tokens=new))
+        config.min_new_tokens = new
+        config.eos_token_id = None
+        if self.engine.compiled:
+            config.compile_config = self.engine._compile_config
+        return config
+
+    def _raw(self, ids, new: int) -> float:
+        extra = {}
+        if self.engine.compiled:  # the engine's own static cache: one compiled step for both
+            extra["past_key_values"] = self.engine._new_cache(for_generate=True)
+        got, seconds = timed_generate(
+            self.engine.model, ids, self._config(new), sync=self.sync, **extra
+        )
+        assert got == new, (got, new)
+        return seconds
+
+    def raw(self) -> dict[str, float]:
+        prefill = self._raw(self.long_ids, 1)
+        first = self._raw(self.short_ids, 1)
+        whole = self._raw(self.short_ids, self.tokens)
+        return {
+            "prefill": self.long_ids.shape[1] / prefill,
+            "decode": (self.tokens - 1) / (whole - first),
+            "first": first,
+            "overall": self.tokens / whole,
+        }
+
+    def streamed(self) -> dict[str, float]:
+        long = self.engine.stream_reply(self.long, self.params.replace(max_new_tokens=1))
+        short = self.engine.stream_reply(self.short, self.params)
+        self.sync()
+        assert short.new_tokens == self.tokens, short.new_tokens
+        return {
+            "prefill": long.prompt_tokens / long.time_to_first_token,
+            "decode": (short.new_tokens - 1) / (short.elapsed - short.time_to_first_token),
+            "first": short.time_to_first_token,
+            "overall": short.new_tokens / short.elapsed,
+        }
+
+    def warm_up(self) -> None:
+        self._raw(self.short_ids, 16)
+        self.engine.stream_reply(self.short, self.params.replace(max_new_tokens=16))
+        self._raw(self.long_ids, 1)
+        self.engine.stream_reply(self.long, self.params.replace(max_new_tokens=1))
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--prompt", type=int, default=790)
+    parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--folder", default="/tmp/gemma-2b-random")
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--modes", default="none,none+compile,8bit,4bit,ao-int8,ao-int8+compile")
+    parser.add_argument("--modes", default="none,none+compile,ao-int8+compile,4bit,ao-int8,8bit")
+    parser.add_argument("--app-modes", default="none+compile,ao-int8+compile")
+    parser.add_argument("--app-runs", type=int, default=3)
+    parser.add_argument("--out", default="gpu_engine.jsonl")
+    parser.add_argument(
+        "--reference",
+        default="/tmp/gpu_engine-reference.pt",
+        help="the bf16 next-token table (~170 MB) kept for later runs' closeness",
+    )
     args = parser.parse_args()
 
     import torch
 
-    from chatapp.engine import LocalEngine, Message
+    from chatapp.engine import LocalEngine
     from chatapp.engine.closeness import closeness_ids, compare, next_token_logprobs
     from chatapp.engine.loading import auto_quant, silence_libraries
-    from chatapp.params import SEED_VALUES, SamplingParams
 
     silence_libraries()
+    warnings.filterwarnings("ignore")  # deprecations from inside generate, per call
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    started = time.perf_counter()
     folder = random_model_folder(args.folder + ("-tiny" if args.tiny else ""), tiny=args.tiny)
-    params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
-    messages = [Message("user", PROMPT)]
     device = torch.cuda.get_device_name() if cuda else "CPU"
-    print(f"{device} · {folder} · {args.tokens} new tokens · {args.runs} runs each", flush=True)
-    reference = None
-    rows = {}
-    for mode in args.modes.split(","):
-        quant, _, fast = mode.partition("+")
+    print(
+        f"{device} · torch {torch.__version__} · {folder} (made in "
+        f"{time.perf_counter() - started:.0f} s) · prompt {args.prompt} tokens · "
+        f"{args.tokens} new tokens, the seed's sampling · {args.runs} runs each, alternating",
+        flush=True,
+    )
+    # Rows and the bf16 reference from an earlier run into the same --out (the modes can
+    # be measured in several runs: the ratios and the closeness stay against its none row).
+    rows: dict[str, dict] = {}
+    out, ref_path = Path(args.out), Path(args.reference)
+    if out.exists():
+        for line in out.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row.get("device") == device:
+                rows[row["mode"]] = row
+    reference = torch.load(ref_path) if ref_path.exists() else None
+    for name in args.modes.split(","):
+        quant, _, fast = name.partition("+")
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        began = time.perf_counter()
         try:
             engine = LocalEngine.load(str(folder), quant=quant, compile=bool(fast))
         except Exception as exc:  # noqa: BLE001 - a mode this machine cannot run
-            print(f"{mode:17} skipped: {exc}", flush=True)
+            print(f"{name:16} skipped: {type(exc).__name__}: {exc}", flush=True)
             continue
-        engine.reuse_cache = False
-        engine.chat_format = "raw"
-        disable_eos(engine)
-        input_ids = engine.prompt_ids(messages)
-        config = engine.generation_config(params)
-        config.eos_token_id = None
-        if fast:
-            config.cache_implementation = "static"
-            config.compile_config = engine._compile_config
-
-        def raw(engine=engine, input_ids=input_ids, config=config) -> float:
-            new, seconds = timed_generate(engine.model, input_ids, config, sync=sync)
-            assert new == args.tokens
-            return new / seconds
-
-        def streamed(engine=engine) -> float:
-            stats = engine.stream_reply(messages, params)
-            sync()
-            assert stats.new_tokens == args.tokens, stats.new_tokens
-            return stats.new_tokens / stats.elapsed
-
-        raw(), streamed()  # warm-up (compiles the raw path's own graph too)
-        rates: dict = {raw: [], streamed: []}
-        for i in range(args.runs):
-            for fn in [raw, streamed][i % 2 :] + [raw, streamed][: i % 2]:
-                rates[fn].append(fn())
+        load = time.perf_counter() - began
+        mode = Mode(engine, args, sync)
+        try:
+            mode.warm_up()
+            raws, streams = [], []
+            for i in range(args.runs):
+                pair = [(raws, mode.raw), (streams, mode.streamed)]
+                for into, fn in pair[i % 2 :] + pair[: i % 2]:
+                    into.append(fn())
+        except Exception as exc:  # noqa: BLE001 - one mode failing must not stop the rest
+            print(f"{name:16} failed: {type(exc).__name__}: {exc}", flush=True)
+            del engine, mode
+            continue
+        raw, eng = median_of(raws), median_of(streams)
         logprobs = next_token_logprobs(engine.model, closeness_ids(engine.tokenizer))
-        if reference is None:
-            reference = logprobs  # the first mode (none) is the reference
-        close = compare(reference, logprobs)
-        r, e = statistics.median(rates[raw]), statistics.median(rates[streamed])
+        if reference is None and quant == "none":
+            reference = logprobs
+            torch.save(reference, ref_path)
+        close = compare(reference, logprobs) if reference is not None else None
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
-        rows[mode] = {"raw": r, "engine": e, "ok": close.close(four_bit=quant == "4bit")}
+        row = {
+            "mode": name,
+            "device": device,
+            "load_s": load,
+            "raw": raw,
+            "engine": eng,
+            "peak_gib": peak,
+            "kl_bits": close.kl_bits if close else None,
+            "top1": close.top1 if close else None,
+            "ok": bool(close and close.close(four_bit=quant == "4bit")),
+        }
+        base = rows.get("none", row if quant == "none" else None)
+        ratios = ""
+        if base:
+            row["rd"] = eng["decode"] / base["raw"]["decode"]
+            row["rp"] = eng["prefill"] / base["raw"]["prefill"]
+            ratios = f" · vs raw bf16: decode {row['rd']:.2f}x, prefill {row['rp']:.2f}x"
         print(
-            f"{mode:17} load {engine.loaded.load_seconds:6.1f} s · raw {r:7.1f} tok/s · "
-            f"engine {e:7.1f} tok/s · engine/raw {e / r:.3f} · peak {peak:5.1f} GiB · {close}"
-            + ("" if rows[mode]["ok"] else " · NOT close"),
+            f"{name:16} load {load:6.1f} s · engine: prefill {eng['prefill']:7.0f} tok/s, "
+            f"decode {eng['decode']:6.1f} tok/s, first token {eng['first'] * 1000:5.0f} ms, "
+            f"overall {eng['overall']:6.1f} tok/s · raw: prefill {raw['prefill']:7.0f}, "
+            f"decode {raw['decode']:6.1f} · engine/raw decode {eng['decode'] / raw['decode']:.3f}"
+            f"{ratios} · peak {peak:5.1f} GiB · {close or 'no bf16 reference'}"
+            + ("" if row["ok"] else " · NOT close"),
             flush=True,
         )
-        del engine
+        if name in args.app_modes.split(","):
+            from ui_stream import real_model_on
+
+            for interval in (None, 0.001):  # Python's default 5 ms, then 1 ms
+                key = "app_engine" if interval is None else "app_engine_switch_1ms"
+                row[key] = asyncio.run(
+                    real_model_on(engine, mode.params, args.tokens, args.app_runs, interval)
+                )
+        rows[name] = row
+        with open(args.out, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        del engine, mode
     base = rows.get("none")
-    quantized = [m for m in rows if m.split("+")[0] not in ("none",) and rows[m]["ok"]]
-    if base and rows:
-        best = max((m for m in rows if rows[m]["ok"]), key=lambda m: rows[m]["engine"])
+    close_rows = [n for n in rows if rows[n]["ok"]]
+    if base and close_rows:
+        best = max(close_rows, key=lambda n: rows[n]["engine"]["decode"])
         print(
-            f"best CUDA mode: {best} decode {rows[best]['engine'] / base['raw']:.2f}x vs raw bf16"
+            f"best CUDA mode: {best} decode {rows[best]['rd']:.2f}x, "
+            f"prefill {rows[best]['rp']:.2f}x vs raw bf16 "
+            f"({rows[best]['engine']['decode']:.1f} tok/s)"
         )
-    if quantized and base:
-        fastest = max(quantized, key=lambda m: rows[m]["engine"])
-        print(f"fastest close quantized mode: {fastest} ({rows[fastest]['engine']:.1f} tok/s)")
-    mode, reason = auto_quant()
-    print(f"--quant auto here: {mode} ({reason})")
+        quantized = [n for n in close_rows if not n.startswith("none")]
+        if quantized:
+            fastest = max(quantized, key=lambda n: rows[n]["engine"]["decode"])
+            print(
+                f"fastest close quantized mode: {fastest} "
+                f"({rows[fastest]['engine']['decode']:.1f} tok/s decode)"
+            )
+    mode_name, reason = auto_quant()
+    print(f"--quant auto here: {mode_name} ({reason})")
 
 
 if __name__ == "__main__":

@@ -277,14 +277,39 @@ async def real_model(
     from chatapp.engine import LocalEngine, Message
     from chatapp.engine.loading import silence_libraries
     from chatapp.params import SEED_VALUES, SamplingParams
-    from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage
 
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)
     params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=tokens, seed=0)
-    prompt = "使用繁體中文回答，請問什麼是大型語言模型？"
-    engine.stream_reply([Message("user", prompt)], params)  # warm-up
+    engine.stream_reply([Message("user", PROMPT)], params)  # warm-up
+    return await real_model_on(engine, params, tokens, runs)
+
+
+PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
+
+
+async def real_model_on(
+    engine, params, tokens: int, runs: int, switch_interval: float | None = None
+) -> float:
+    """The app on ``engine`` (headless) against ``engine`` itself: the median tokens/s
+    from Enter to the last token drawn, over the engine's request-to-last-token rate,
+    alternating with the order rotated. Prints both and returns the ratio.
+    ``switch_interval``: run under ``sys.setswitchinterval`` (how long a thread that wants
+    the GIL waits for the UI thread to hand it over; Python's default is 5 ms)."""
+    default_interval = sys.getswitchinterval()
+    if switch_interval is not None:
+        sys.setswitchinterval(switch_interval)
+    try:
+        return await _real_model_on(engine, params, tokens, runs)
+    finally:
+        sys.setswitchinterval(default_interval)
+
+
+async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
+    from chatapp.engine import Message
+    from chatapp.tui.app import ChatApp
+    from chatapp.tui.chat import AssistantMessage
+
     app_rates: list[float] = []
     engine_rates: list[float] = []
     app = ChatApp(lambda progress: engine, params)
@@ -293,25 +318,40 @@ async def real_model(
             await pilot.pause(0.01)
 
         async def direct() -> None:
-            stats = await asyncio.to_thread(engine.stream_reply, [Message("user", prompt)], params)
+            stats = await asyncio.to_thread(engine.stream_reply, [Message("user", PROMPT)], params)
             engine_rates.append(stats.new_tokens / stats.elapsed)
 
         async def in_app() -> None:
             await app.action_new_chat()
+            await pilot.pause()
             done = app.replies_done
-            app.query_one("#prompt").insert(prompt)
-            drawn, grew_at = -1, None
+            before = len(app.query(AssistantMessage))
+            app.query_one("#prompt").insert(PROMPT)
+            reply, drawn, grew_at = None, -1, None
             enter = time.perf_counter()
-            await pilot.press("enter")
+            # Pilot.press returns only once the app is idle, i.e. after the whole reply:
+            # it runs beside the polling, which watches the reply's drawn lines grow.
+            press = asyncio.create_task(pilot.press("enter"))
             while app.replies_done == done:
-                replies = app.query(AssistantMessage)
-                if replies:
-                    now_drawn = _drawn_length(replies.last())
+                if reply is None:
+                    replies = app.query(AssistantMessage)
+                    reply = replies.last() if len(replies) > before else None
+                if reply is not None:
+                    now_drawn = _drawn_length(reply)
                     if now_drawn != drawn:
                         drawn, grew_at = now_drawn, time.perf_counter()
                 await asyncio.sleep(0.005)
-            stats = app.query(AssistantMessage).last().versions[-1].stats
-            app_rates.append(stats.new_tokens / ((grew_at or time.perf_counter()) - enter))
+            # The reply's end draws what was still buffered and then renders the text whole
+            # at the next layout (ReplyText.set_text): watch until that layout has run.
+            while True:
+                if _drawn_length(reply) != drawn:
+                    drawn, grew_at = _drawn_length(reply), time.perf_counter()
+                if reply.body.rendered:
+                    break
+                await asyncio.sleep(0.005)
+            await press
+            stats = reply.versions[-1].stats
+            app_rates.append(stats.new_tokens / (grew_at - enter))
 
         order = [direct, in_app]
         for i in range(runs):
@@ -319,7 +359,10 @@ async def real_model(
                 await fn()
         repairs = app.stream_repairs
     a, e = statistics.median(app_rates), statistics.median(engine_rates)
-    print(f"{engine.describe()}: {tokens} tokens, {runs} runs each (alternating, order rotated)")
+    print(
+        f"{engine.describe()}: {tokens} tokens, {runs} runs each (alternating, order "
+        f"rotated), switch interval {sys.getswitchinterval() * 1000:.1f} ms"
+    )
     print(
         f"engine direct   median {e:.2f} tok/s request to last token  "
         f"(runs: {', '.join(f'{r:.1f}' for r in engine_rates)})"

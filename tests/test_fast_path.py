@@ -74,3 +74,20 @@ def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(ti
         FIRST, GREEDY.replace(max_new_tokens=40), lambda piece: cancel.set(), cancel=cancel
     )
     assert stopped.finish_reason == "stopped" and stopped.new_tokens <= 3
+
+    # Every reply runs on the engine's one generating thread, whichever thread asks (the
+    # app asks from a new worker thread per reply; CUDA graphs are kept per thread).
+    threads: list[str] = []
+
+    def reply_from_new_thread() -> None:
+        fast.stream_reply(
+            FIRST,
+            GREEDY.replace(max_new_tokens=2),
+            lambda piece: threads.append(threading.current_thread().name),
+        )
+
+    for _ in range(2):
+        caller = threading.Thread(target=reply_from_new_thread)
+        caller.start()
+        caller.join()
+    assert len(set(threads)) == 1 and threads[0].startswith("chatapp-generate"), threads

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import shutil
 import threading
@@ -364,6 +365,9 @@ def silence_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="bitsandbytes")
+    # bitsandbytes logs "MatMul8bitLt: inputs will be cast …" at every 8-bit forward pass,
+    # i.e. once per token (through logging, which the warning filters do not reach).
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 

@@ -8,6 +8,7 @@ generated, so the prefix normally covers the whole cache.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import secrets
 import threading
@@ -106,7 +107,15 @@ class LocalEngine:
         # own torch.compile of the decode step.
         self.compiled = compile
         self._static: Any = None
+        # The compiled step's CUDA graphs belong to the thread that recorded them (torch
+        # keeps its graph trees per thread): a reply on a new thread (the app starts one per
+        # reply) would record them again. So the fast path generates on one thread of its
+        # own, for the engine's life; the caller waits for it.
+        self._runner: concurrent.futures.ThreadPoolExecutor | None = None
         if compile:
+            self._runner = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="chatapp-generate"
+            )
             from transformers import CompileConfig, StaticCache
 
             self._static = StaticCache(config=self.model.config, max_cache_len=self.context_window)
@@ -269,7 +278,16 @@ class LocalEngine:
         try:
             self._cancel = cancel if cancel is not None else threading.Event()
             self._switch_int8()
-            return self._generate(messages, params, on_text, on_token, logits_processor, lens)
+            args = (messages, params, on_text, on_token, logits_processor, lens)
+            if self._runner is None:
+                return self._generate(*args)
+            future = self._runner.submit(self._generate, *args)
+            try:
+                return future.result()
+            except KeyboardInterrupt:  # Ctrl+C in the waiting thread: stop the reply too
+                self._cancel.set()
+                future.result()
+                raise
         finally:
             self._lock.release()
 

@@ -109,6 +109,11 @@ class ReplyText(Widget):
         return len(self._done) + len(self._live)
 
     @property
+    def rendered(self) -> bool:
+        """The lines are those of the text and width shown (no render is pending)."""
+        return self._width != 0 and self._width == self.content_size.width
+
+    @property
     def layout_height(self) -> int:
         """The height asked of the next layout (while streaming, above its text)."""
         return self._lines
