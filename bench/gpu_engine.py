@@ -74,6 +74,7 @@ class Mode:
         self.short = [Message("user", SHORT)]
         self.long = [Message("user", tokenizer.decode(long_ids[1:]))]
         self.params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
+        self.deferral = engine.defer_stop_check
         self.short_ids = engine.prompt_ids(self.short)
         self.long_ids = engine.prompt_ids(self.long)
 
@@ -118,6 +119,82 @@ class Mode:
             "overall": short.new_tokens / short.elapsed,
         }
 
+    def streamed_without_deferral(self) -> dict[str, float]:
+        """The fast path with generate's own per-step stop check (the A/B of the deferral)."""
+        self.engine.defer_stop_check = False
+        try:
+            return self.streamed()
+        finally:
+            self.engine.defer_stop_check = self.deferral
+
+    def profile(self, messages, new: int, top: int = 12) -> str:
+        """cProfile of one reply: the functions with the most time of their own."""
+        import cProfile
+        import io
+        import pstats
+
+        # On this thread (the fast path's own would hide the work from the profiler; this
+        # thread has its CUDA graphs already, from the raw runs).
+        runner, self.engine._runner = self.engine._runner, None
+        profiler = cProfile.Profile()
+        try:
+            profiler.enable()
+            self.engine.stream_reply(messages, self.params.replace(max_new_tokens=new))
+            self.sync()
+            profiler.disable()
+        finally:
+            self.engine._runner = runner
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+        lines = [line for line in text.getvalue().splitlines() if line.strip()]
+        return "\n".join(lines[-top - 1 :])
+
+    def check_fast_path(self) -> str:
+        """Streaming, stop, KV reuse and the lens on the fast path, the deferred check on."""
+        import threading
+
+        from chatapp.engine import Message
+        from chatapp.engine.lens import LensRecorder
+        from chatapp.params import SamplingParams
+
+        engine, greedy = self.engine, SamplingParams(do_sample=False, max_new_tokens=48)
+        engine.reuse_cache, engine.chat_format = True, "dialogue"
+        try:
+            engine.reset()
+            deferred = engine.stream_reply(self.short, greedy)
+            engine.defer_stop_check = False
+            engine.reset()
+            plain = engine.stream_reply(self.short, greedy)
+            engine.defer_stop_check = self.deferral
+            same = deferred.token_ids == plain.token_ids
+            second = [*self.short, Message("assistant", plain.text), Message("user", "再說一次。")]
+            reused = engine.stream_reply(second, greedy)
+            engine.reset()
+            fresh = engine.stream_reply(second, greedy)
+            cancel = threading.Event()
+            stopped = engine.stream_reply(
+                self.short,
+                greedy.replace(max_new_tokens=200),
+                lambda p: cancel.set(),
+                cancel=cancel,
+            )
+            recorder = LensRecorder()
+            drawn = engine.stream_reply(
+                self.short, self.params.replace(max_new_tokens=16), lens=recorder
+            )
+            lens_ok = [step.sampled_id for step in recorder.steps] == drawn.token_ids
+        finally:
+            engine.reuse_cache, engine.chat_format = False, "raw"
+            engine.reset()
+        return (
+            f"fast path checks (deferred stop check {'on' if self.deferral else 'off'}): "
+            f"greedy tokens the same with and without it: {same} · stop after the first "
+            f"piece: {stopped.finish_reason}, {stopped.new_tokens} tokens · next turn reused "
+            f"{reused.reused_tokens} of {reused.prompt_tokens} prompt tokens, same tokens as "
+            f"from scratch: {reused.token_ids == fresh.token_ids} · lens steps match the "
+            f"sampled tokens: {lens_ok}"
+        )
+
     def warm_up(self) -> None:
         self._raw(self.short_ids, 16)
         self.engine.stream_reply(self.short, self.params.replace(max_new_tokens=16))
@@ -139,6 +216,7 @@ def main() -> None:
     parser.add_argument("--modes", default="none,none+compile,ao-int8+compile,4bit,ao-int8,8bit")
     parser.add_argument("--app-modes", default="none+compile,ao-int8+compile")
     parser.add_argument("--app-runs", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile one prefill/reply")
     parser.add_argument("--out", default="gpu_engine.jsonl")
     parser.add_argument(
         "--reference",
@@ -192,9 +270,11 @@ def main() -> None:
         mode = Mode(engine, args, sync)
         try:
             mode.warm_up()
-            raws, streams = [], []
+            raws, streams, undeferred = [], [], []
             for i in range(args.runs):
                 pair = [(raws, mode.raw), (streams, mode.streamed)]
+                if mode.deferral:
+                    pair.append((undeferred, mode.streamed_without_deferral))
                 for into, fn in pair[i % 2 :] + pair[: i % 2]:
                     into.append(fn())
         except Exception as exc:  # noqa: BLE001 - one mode failing must not stop the rest
@@ -202,6 +282,27 @@ def main() -> None:
             del engine, mode
             continue
         raw, eng = median_of(raws), median_of(streams)
+        if undeferred:
+            plain = median_of(undeferred)
+            print(
+                f"{name:16} deferred stop check: engine decode {eng['decode']:6.1f} tok/s "
+                f"with it, {plain['decode']:6.1f} without (generate's own check, per step)",
+                flush=True,
+            )
+        if args.profile:
+            print(
+                f"{name}: cProfile of the {args.prompt}-token prompt's first token\n"
+                + mode.profile(mode.long, 1),
+                flush=True,
+            )
+            if fast:
+                print(
+                    f"{name}: cProfile of a {args.tokens}-token reply\n"
+                    + mode.profile(mode.short, args.tokens),
+                    flush=True,
+                )
+        if fast:
+            print(mode.check_fast_path(), flush=True)
         logprobs = next_token_logprobs(engine.model, closeness_ids(engine.tokenizer))
         if reference is None and quant == "none":
             reference = logprobs
@@ -215,6 +316,7 @@ def main() -> None:
             "raw": raw,
             "engine": eng,
             "peak_gib": peak,
+            "engine_without_deferral": median_of(undeferred) if undeferred else None,
             "kl_bits": close.kl_bits if close else None,
             "top1": close.top1 if close else None,
             "ok": bool(close and close.close(four_bit=quant == "4bit")),

@@ -5,7 +5,8 @@
 #
 #   bash bench/gpu_run.sh [OUT_DIR] [STEPS]      # STEPS: e.g. "fast app quant" (default all)
 #
-# fast:  bf16 and the fast path (static cache + torch.compile), engine and app
+# fast:  bf16 and the fast path (static cache + torch.compile), engine and app, with
+#        cProfile of a long prompt's first token and of a reply, and the fast path's checks
 # app:   the app itself at 80x24 in tmux, the seed's 8-bit mode: streams, stops, quits
 # aoc:   torchao int8 weight-only + the fast path, engine and app
 # quant: the eager quantized modes: nf4, torchao int8, bitsandbytes 8-bit
@@ -36,18 +37,18 @@ for name in ("torch", "transformers", "textual", "bitsandbytes", "torchao", "tok
 print("cpus", os.cpu_count())
 EOF
 command -v tmux && tmux -V
-engine() {  # engine MODES APP_MODES SECONDS
+engine() {  # engine MODES APP_MODES SECONDS [MORE ARGS]
     timeout "$3" "$PY" bench/gpu_engine.py --modes "$1" --app-modes "$2" \
-        --out "$out/gpu_engine.jsonl" ${GPU_RUN_ARGS:-} 2>&1 | grep -v -E "^W[0-9]{4} |Failed to load|^\s*$" |
+        --out "$out/gpu_engine.jsonl" ${GPU_RUN_ARGS:-} "${@:4}" 2>&1 | grep -v -E "^W[0-9]{4} |Failed to load|^\s*$" |
         tee -a "$out/engine.log"
 }
 for step in $steps; do
     echo "=== $step $(date +%T)"
     case $step in
-    fast) engine none,none+compile none+compile 280 ;;
+    fast) engine none,none+compile none+compile 240 --profile ;;
     app) timeout 120 "$PY" bench/gpu_app.py ${GPU_APP_ARGS:---quant 8bit} --load-timeout 90 2>&1 | tee "$out/app.log" ;;
-    aoc) engine ao-int8+compile ao-int8+compile 200 ;;
-    quant) engine 4bit,ao-int8,8bit none 240 ;;
+    aoc) engine ao-int8+compile ao-int8+compile 170 ;;
+    quant) engine 4bit,ao-int8,8bit none 230 ;;
     esac
 done
 echo "=== done $(date +%T)"

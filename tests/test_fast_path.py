@@ -91,3 +91,41 @@ def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(ti
         caller.start()
         caller.join()
     assert len(set(threads)) == 1 and threads[0].startswith("chatapp-generate"), threads
+
+    # On CUDA the fast path asks generate to read each step's token a step late (not with
+    # the lens): the flag is up on the generating thread during such a reply only.
+    from chatapp.engine import local
+
+    fast.defer_stop_check = True  # as on CUDA (here generate keeps its own check: a CPU)
+    seen: list[bool] = []
+    fast.stream_reply(
+        FIRST,
+        GREEDY.replace(max_new_tokens=3),
+        lambda p: seen.append(getattr(local._deferral, "on", False)),
+    )
+    fast.stream_reply(
+        FIRST,
+        GREEDY.replace(max_new_tokens=3),
+        lambda p: seen.append(getattr(local._deferral, "on", False)),
+        lens=LensRecorder(),
+    )
+    assert seen and seen[0] is True and seen[-1] is False
+    assert getattr(local._deferral, "on", False) is False
+
+
+def test_deferred_stop_check_widens_to_cuda_only_when_asked():
+    import torch
+    from transformers.generation.utils import DeferredStopCheck
+
+    from chatapp.engine import local
+
+    assert local._allow_deferred_stop_check()
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert not DeferredStopCheck.is_supported(cuda, None, False, False)
+    local._deferral.on = True
+    try:
+        assert DeferredStopCheck.is_supported(cuda, None, False, False)
+        assert not DeferredStopCheck.is_supported(cuda, None, False, True)  # an assistant
+        assert not DeferredStopCheck.is_supported(cpu, None, False, False)
+    finally:
+        local._deferral.on = False

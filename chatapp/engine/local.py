@@ -58,6 +58,43 @@ LOCAL_CAPABILITIES = Capabilities(
 )
 
 
+# Set on the generating thread around one generate call: see _allow_deferred_stop_check.
+_deferral = threading.local()
+
+
+def _allow_deferred_stop_check() -> bool:
+    """Let generate defer its stop check by a step on CUDA, for the fast path.
+
+    Each decode step, generate reads the stop flag and the new token back from the GPU,
+    so the host waits for the device and only then prepares the next step: on the H200
+    the step's Python work (~3 ms: inputs, logits processors, stopping criteria) and the
+    GPU's ~1 ms ran one after the other. transformers' ``DeferredStopCheck`` reads them a
+    step late instead (tokens stream one step behind; one extra forward pass at the end
+    is undone by cropping the cache), so the host queues step n+1 while the device runs
+    step n; transformers turns it on only for Apple's MPS so far ("enable it for cuda if
+    we observe perf gains"). This widens its ``is_supported`` to CUDA for the calls made
+    with ``_deferral.on`` set, under the same cache condition. False where this
+    transformers has no such class (then nothing changes)."""
+    try:
+        from transformers.generation import utils
+    except ImportError:  # pragma: no cover
+        return False
+    check = getattr(utils, "DeferredStopCheck", None)
+    if check is None or not hasattr(check, "is_supported"):
+        return False
+    if not getattr(check, "_chatapp_cuda", False):
+        original = check.is_supported
+
+        def is_supported(device: Any, cache: Any, cache_is_returned: bool, is_assistant: bool):
+            if getattr(_deferral, "on", False) and device.type == "cuda" and not is_assistant:
+                return cache is None or cache.is_croppable or not cache_is_returned
+            return original(device, cache, cache_is_returned, is_assistant)
+
+        check.is_supported = staticmethod(is_supported)
+        check._chatapp_cuda = True
+    return True
+
+
 class LocalEngine:
     """A loaded model that streams replies; imports no UI code.
 
@@ -112,6 +149,11 @@ class LocalEngine:
         # reply) would record them again. So the fast path generates on one thread of its
         # own, for the engine's life; the caller waits for it.
         self._runner: concurrent.futures.ThreadPoolExecutor | None = None
+        # The fast path on CUDA reads each step's token a step late (without the lens,
+        # which pairs each step's table with its token as it goes).
+        self.defer_stop_check = (
+            compile and self.model.device.type == "cuda" and _allow_deferred_stop_check()
+        )
         if compile:
             self._runner = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="chatapp-generate"
@@ -577,15 +619,19 @@ class LocalEngine:
             criteria = [StopOnEvent(self._cancel)]
             if self.stop_strings:
                 criteria.append(StopOnText(streamer))
-            output = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                past_key_values=cache,
-                generation_config=config,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList(criteria),
-                **extra,
-            )
+            _deferral.on = self.defer_stop_check and lens is None
+            try:
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    past_key_values=cache,
+                    generation_config=config,
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList(criteria),
+                    **extra,
+                )
+            finally:
+                _deferral.on = False
         new_ids = output[0, len(ids) :].tolist()
         self._keep(cache, ids + new_ids)
         self._take_snapshot(cache, ids + new_ids, len(ids) - 1)  # while still croppable
