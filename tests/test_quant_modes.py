@@ -157,3 +157,38 @@ def test_the_int8_copy_is_made_on_a_thread_when_asked():
     assert loaded.int8.ready.wait(120) and loaded.int8.error is None
     assert all(m.packed is not None for m in loaded.int8.modules)
     assert loaded.int8.use(True)
+
+
+def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
+    engine_int8, capsys
+):
+    """--compile left unset: the fast path where it was measured faster (an H200), never
+    on the CPU or for bitsandbytes; --compile / --no-compile decide it outright."""
+    from chatapp.cli import build_parser
+    from chatapp.engine.loading import LoadedModel, auto_compile
+    from chatapp.engine.local import GPU_CHUNK, _first_chunk
+
+    def loaded(device: str, quant: str) -> LoadedModel:
+        return LoadedModel(None, None, "m", quant, "bfloat16", device, 0.0)
+
+    assert auto_compile(loaded("cuda:0", "ao-int8")) == (True, "auto on CUDA")
+    assert auto_compile(loaded("cuda:0", "none"))[0]
+    assert auto_compile(loaded("cuda:0", "8bit")) == (False, "8bit weights are not compiled")
+    assert auto_compile(loaded("cpu", "none")) == (False, "")
+    # The CPU engine loaded with --compile unset is not compiled, and says nothing of it.
+    assert not engine_int8.compiled and "torch.compile" not in engine_int8.describe()
+
+    parser = build_parser()
+    assert parser.parse_args([]).compile is None
+    assert parser.parse_args(["--compile"]).compile is True
+    assert parser.parse_args(["--no-compile"]).compile is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "ao-int8 with the fast path (--compile)" in text
+    assert "Default auto: on for CUDA with none or ao-int8 weights" in text
+
+    class OnGpu:  # a model on a GPU: generate evaluates a prompt in one pass, as raw does
+        device = __import__("torch").device("cuda")
+
+    assert _first_chunk(OnGpu()) == GPU_CHUNK

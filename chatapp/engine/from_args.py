@@ -44,7 +44,7 @@ def engine_from_args(
         progress=progress,
         context=args.context,
         chat_format=args.chat_format,
-        compile=getattr(args, "compile", False),
+        compile=getattr(args, "compile", None),
         reply_tokens=reply_tokens,
         background=background,
     )

@@ -143,6 +143,7 @@ class LocalEngine:
         # addresses, so the compiled decode step is reused turn after turn) and generate's
         # own torch.compile of the decode step.
         self.compiled = compile
+        self.compile_reason = ""  # why --compile's auto chose so ("" when asked for)
         self._static: Any = None
         # The compiled step's CUDA graphs belong to the thread that recorded them (torch
         # keeps its graph trees per thread): a reply on a new thread (the app starts one per
@@ -175,13 +176,16 @@ class LocalEngine:
         *,
         context: int | None = None,
         chat_format: ChatFormat | None = None,
-        compile: bool = False,
+        compile: bool | None = None,
         reply_tokens: int | None = None,
         background: bool = False,
     ) -> LocalEngine:
         """Load a model (see ``load_model``) and wrap it; with ``compile``, also compile
-        and warm up the fast path, reporting it through ``progress``. ``background``:
-        int8-dynamic's int8 copy is made on a thread (see ``int8_pending``)."""
+        and warm up the fast path, reporting it through ``progress`` (None: as
+        ``auto_compile`` decides for the model loaded). ``background``: int8-dynamic's
+        int8 copy is made on a thread (see ``int8_pending``)."""
+        from chatapp.engine.loading import auto_compile
+
         loaded = load_model(
             model,
             quant=quant,
@@ -190,7 +194,11 @@ class LocalEngine:
             reply_tokens=reply_tokens,
             background=background,
         )
+        compile_reason = ""
+        if compile is None:
+            compile, compile_reason = auto_compile(loaded)
         engine = cls(loaded, context=context, chat_format=chat_format, compile=compile)
+        engine.compile_reason = compile_reason
         if compile:
             engine.warm_up(progress)
         return engine
@@ -224,7 +232,11 @@ class LocalEngine:
         text = describe_loaded(self.loaded, self.chat_format, self.context_window)
         if self.int8_pending:
             text += " · making the int8 copy (replies use the float weights until then)"
-        return text + (" · static cache + torch.compile" if self.compiled else "")
+        if self.compiled:
+            text += " · static cache + torch.compile"
+        if self.compile_reason:
+            text += f" ({self.compile_reason})"
+        return text
 
     @property
     def int8_pending(self) -> bool:
@@ -529,9 +541,12 @@ class LocalEngine:
                 cache_position=torch.arange(position, stop, device=ids.device),
                 logits_to_keep=1,
             )
-            # Size the next chunks so one takes about PREFILL_SLICE seconds here.
-            rate = (stop - position) / max(time.perf_counter() - began, 1e-6)
-            self.prefill_chunk = int(min(MAX_CHUNK, max(MIN_CHUNK, rate * PREFILL_SLICE)))
+            if self.model.device.type == "cpu":
+                # Size the next chunks so one takes about PREFILL_SLICE seconds here. (Not
+                # on a GPU: its calls return before the work is done, so the time says
+                # nothing; there the chunk stays GPU_CHUNK.)
+                rate = (stop - position) / max(time.perf_counter() - began, 1e-6)
+                self.prefill_chunk = int(min(MAX_CHUNK, max(MIN_CHUNK, rate * PREFILL_SLICE)))
             position = stop
         return not self._cancel.is_set()
 
@@ -662,6 +677,12 @@ class LocalEngine:
 
 PREFILL_SLICE = 0.2  # seconds between stop checks during a long prefill
 MIN_CHUNK, MAX_CHUNK = 32, 1024
+# On a GPU a prompt of up to this many new tokens is evaluated in generate's own single
+# pass, as raw generate does (an H200 takes ~25 ms for 790 tokens of gemma-2b). With the
+# CPU's adaptive 512-token start, chunks measured by a clock that does not wait for the
+# GPU shrank, and the engine's 790-token prefill ran at 378-1,674 tok/s against raw
+# generate's 37,000-43,000 (bench/results/h200-gpu_engine-run*.log, the none row).
+GPU_CHUNK = 4096
 
 
 def _first_chunk(model: Any) -> int:
@@ -669,8 +690,8 @@ def _first_chunk(model: Any) -> int:
     ~5x slower) on a CPU without native bf16."""
     import torch
 
-    if model.device.type == "cuda":
-        return 512
+    if model.device.type != "cpu":
+        return GPU_CHUNK
     from chatapp.engine.loading import cpu_has_native_bf16
 
     if model.dtype == torch.bfloat16 and not cpu_has_native_bf16():
