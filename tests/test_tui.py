@@ -448,3 +448,39 @@ async def test_new_chat_frees_the_engine_cache_and_chat_format_is_switchable():
         assert source.resets == 1
         app.set_chat_format("raw")
         assert source.chat_format == "raw" and source.resets == 2
+
+
+async def test_keys_that_arrive_together_are_applied_in_order():
+    """A burst of keys (tmux, a slow SSH link sending several in one packet): a bound key
+    such as Backspace or Left acts before the characters typed after it (Textual issue
+    #6605: bound keys used to run only after their event reached the app, so End, 6 x
+    Backspace, "0.2" left the temperature field empty while 0.2 was in use)."""
+    from textual import events
+
+    def burst(app, keys: list[tuple[str, str | None]]) -> None:
+        for key, character in keys:  # posted at once, as a terminal read delivers them
+            app.post_message(events.Key(key, character))
+
+    app, _ = fake_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        field = app.query_one("#param-temperature")
+        field.focus()
+        await pilot.pause()
+        typed = [("0", "0"), ("full_stop", "."), ("2", "2")]
+        burst(app, [("end", None), *[("backspace", "\x7f")] * 6, *typed])
+        await wait_for(pilot, lambda: app.query_one(ParamPanel).params.temperature == 0.2)
+        await pilot.pause(0.1)
+        assert field.value == "0.2"
+        assert not app.query_one(ParamPanel).errors
+
+        box = app.query_one(PromptBox)
+        box.focus()
+        await pilot.pause()
+        letters = [(c, c) for c in "helo"]
+        burst(app, [*letters, ("backspace", "\x7f"), ("l", "l"), ("o", "o"), ("left", None)])
+        burst(app, [("left", None), ("left", None), ("left", None)])
+        burst(app, [("X", "X")])
+        await wait_for(pilot, lambda: "X" in box.text)
+        await pilot.pause(0.1)
+        assert box.text == "hXello"

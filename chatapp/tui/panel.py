@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
 from chatapp.params import PARAMS, SPEC, ParamError, ParamSpec, SamplingParams
+from chatapp.tui.widgets import run_own_binding
 
 
 class ParamFocused(Message):
@@ -39,6 +40,8 @@ class ParamInput(Input):
             event.stop()
             event.prevent_default()
             self.action_nudge(direction)
+            return
+        if await run_own_binding(self, event):  # in order with the characters typed
             return
         await super()._on_key(event)
 
