@@ -484,3 +484,23 @@ async def test_keys_that_arrive_together_are_applied_in_order():
         await wait_for(pilot, lambda: "X" in box.text)
         await pilot.pause(0.1)
         assert box.text == "hXello"
+
+
+async def test_a_reply_after_a_short_chat_is_followed_to_its_end():
+    """At 80x24, a chat that fits the view, then a reply longer than the view: the pane
+    follows it (found in a tmux run: the pane's scroll position, left below 0 by the
+    short chat, was put back by Textual and taken for the user scrolling away)."""
+    from chatapp.tui.chat import ChatPane
+
+    app, source = fake_app(["Short."], rate=200)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hello")
+        chat = app.query_one(ChatPane)
+        source.pieces = [f"word{i} " for i in range(40)] + ["\n\n"]
+        source.pieces += [f"more{i} " for i in range(40)]
+        await send(pilot, "tell me more")
+        await pilot.pause(0.3)
+        assert chat.max_scroll_y > 0 and chat.scroll_y == chat.max_scroll_y
+        reply = chat.assistant_messages()[-1]
+        assert reply.region.bottom <= chat.region.bottom and "more39" in reply.shown_text

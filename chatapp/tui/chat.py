@@ -451,7 +451,10 @@ class ChatPane(VerticalScroll):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
         if self._followed is not None and not self._own_scroll:
-            if round(old_value) != round(new_value):
+            # A position put back into range (a chat that fit the view was left at -4;
+            # content that shrank) is Textual's doing, not the user scrolling away.
+            clamped = old_value < 0 or old_value > self.max_scroll_y
+            if round(old_value) != round(new_value) and not clamped:
                 self._user_moved = True
 
     def follow(self, lines_before: int) -> None:
