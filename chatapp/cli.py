@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the fast path for a GPU: a static KV cache and torch.compile of the decode "
         "step (compiles for 30-90 s at the first start, shown in the loading view). Default "
         "auto: on for CUDA with none or ao-int8 weights (an H200, gemma-2b shape: bf16 324 "
-        "tok/s, 51 without; ao-int8 161, 47 without), off on the CPU (slower there for "
-        "models with sliding-window layers such as the bundled one) and for bitsandbytes",
+        "tok/s, 51 without; ao-int8 161, 47 without), off on the CPU, for bitsandbytes, "
+        "and for models with sliding-window layers (Gemma 2 and 3, the bundled one: they "
+        "recompile the step)",
     )
     parser.add_argument(
         "--context",

@@ -168,13 +168,19 @@ def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
     from chatapp.engine.loading import LoadedModel, auto_compile
     from chatapp.engine.local import GPU_CHUNK, _first_chunk
 
-    def loaded(device: str, quant: str) -> LoadedModel:
-        return LoadedModel(None, None, "m", quant, "bfloat16", device, 0.0)
+    def loaded(device: str, quant: str, model=None) -> LoadedModel:
+        return LoadedModel(model, None, "m", quant, "bfloat16", device, 0.0)
 
     assert auto_compile(loaded("cuda:0", "ao-int8")) == (True, "auto on CUDA")
     assert auto_compile(loaded("cuda:0", "none"))[0]
     assert auto_compile(loaded("cuda:0", "8bit")) == (False, "8bit weights are not compiled")
     assert auto_compile(loaded("cpu", "none")) == (False, "")
+    # The bundled Gemma 3 has sliding-window layers: not compiled by default, even on CUDA.
+    bundled = loaded("cuda:0", "none", engine_int8.model)
+    assert auto_compile(bundled) == (
+        False,
+        "not compiled: its sliding-window layers recompile the step",
+    )
     # The CPU engine loaded with --compile unset is not compiled, and says nothing of it.
     assert not engine_int8.compiled and "torch.compile" not in engine_int8.describe()
 

@@ -108,7 +108,17 @@ def auto_compile(loaded: LoadedModel) -> tuple[bool, str]:
         return False, ""
     if loaded.quant not in COMPILE_AUTO_MODES:
         return False, f"{loaded.quant} weights are not compiled"
+    if has_sliding_layers(getattr(loaded.model, "config", None)):
+        return False, "not compiled: its sliding-window layers recompile the step"
     return True, "auto on CUDA"
+
+
+def has_sliding_layers(config: Any) -> bool:
+    """The model has sliding-window attention layers (Gemma 2 and 3, the bundled model):
+    with a static cache they recompile the compiled decode step (on the CPU the bundled
+    model fell to 1 token/s), so ``--compile`` is not chosen for them by default."""
+    types = getattr(config, "layer_types", None) or ()
+    return "sliding_attention" in types or bool(getattr(config, "sliding_window", None))
 
 
 # Making int8-dynamic's int8 copy of the bundled model takes ~3-5 s on 2 cores and saves
