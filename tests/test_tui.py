@@ -485,6 +485,15 @@ async def test_keys_that_arrive_together_are_applied_in_order():
         await pilot.pause(0.1)
         assert box.text == "hXello"
 
+        # Every text field of the app is one of these: the chats screen's search too.
+        await pilot.press("ctrl+o")
+        search = app.screen.query_one("#chat-search")
+        await wait_for(pilot, lambda: search.has_focus)
+        burst(app, [("a", "a"), ("b", "b"), ("x", "x"), ("backspace", "\x7f"), ("c", "c")])
+        await wait_for(pilot, lambda: "c" in search.value)
+        await pilot.pause(0.1)
+        assert search.value == "abc"
+
 
 async def test_a_reply_after_a_short_chat_is_followed_to_its_end():
     """At 80x24, a chat that fits the view, then a reply longer than the view: the pane

@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from chatapp.conversation import ChatSession
 from chatapp.store import ChatSummary
-from chatapp.tui.widgets import Confirm, TextPrompt
+from chatapp.tui.widgets import Confirm, OrderedInput, TextPrompt
 
 
 def _when(timestamp: float) -> str:
@@ -45,7 +45,7 @@ class ChatsScreen(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="chats"):
             yield Static("Chats · type to search · Enter opens · Ctrl+R renames · Ctrl+D deletes")
-            yield Input(placeholder="Search every message…", id="chat-search")
+            yield OrderedInput(placeholder="Search every message…", id="chat-search")
             yield OptionList(id="chat-list")
             yield Static("", id="chat-count")
 

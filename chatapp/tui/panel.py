@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
 from chatapp.params import PARAMS, SPEC, ParamError, ParamSpec, SamplingParams
-from chatapp.tui.widgets import run_own_binding
+from chatapp.tui.widgets import OrderedInput
 
 
 class ParamFocused(Message):
@@ -23,7 +23,7 @@ class ParamFocused(Message):
         self.name = name
 
 
-class ParamInput(Input):
+class ParamInput(OrderedInput):
     """A number field that Up/Down (or +/-) nudge by the parameter's step."""
 
     BINDINGS = [
@@ -40,8 +40,6 @@ class ParamInput(Input):
             event.stop()
             event.prevent_default()
             self.action_nudge(direction)
-            return
-        if await run_own_binding(self, event):  # in order with the characters typed
             return
         await super()._on_key(event)
 

@@ -35,7 +35,24 @@ async def run_own_binding(widget: Widget, event: events.Key) -> bool:
     return False
 
 
-class PromptBox(TextArea):
+class OrderedInput(Input):
+    """Textual's Input with its bound keys applied in order with the characters typed
+    (``run_own_binding``): every one-line field of the app is one."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not await run_own_binding(self, event):
+            await super()._on_key(event)
+
+
+class OrderedTextArea(TextArea):
+    """Textual's TextArea with its bound keys applied in order (``run_own_binding``)."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not await run_own_binding(self, event):
+            await super()._on_key(event)
+
+
+class PromptBox(OrderedTextArea):
     """The message box: Enter sends, Shift+Enter or Ctrl+J inserts a newline."""
 
     class Submitted(Message):
@@ -60,8 +77,6 @@ class PromptBox(TextArea):
             event.prevent_default()
             start, end = self.selection
             self._replace_via_keyboard("\n", start, end)
-            return
-        if await run_own_binding(self, event):
             return
         await super()._on_key(event)
 
@@ -101,7 +116,7 @@ class TextPrompt(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self._title)
-            yield Input(value=self._value, placeholder=self._placeholder, id="dialog-input")
+            yield OrderedInput(value=self._value, placeholder=self._placeholder, id="dialog-input")
             yield Static("", id="dialog-error")
             with Horizontal(classes="buttons"):
                 yield Button("OK", variant="primary", id="ok")
@@ -139,7 +154,7 @@ class TextAreaPrompt(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Label(self._title)
-            yield TextArea(self._value, id="dialog-text", soft_wrap=True)
+            yield OrderedTextArea(self._value, id="dialog-text", soft_wrap=True)
 
     def action_save(self) -> None:
         self.dismiss(self.query_one("#dialog-text", TextArea).text)
