@@ -5,6 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+# The seed's Chinese prompt, the short prompt every bench sends.
+SEED_PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
+# Repeated to make a long prompt (cut to --prompt tokens: ~790 by default).
+LONG_TEXT = (
+    "The sea is wide and deep, and the light on it changes every hour of the day. "
+    "Fishermen read its colour the way others read a clock. "
+)
+
 # Terminal escape sequences (CSI, OSC, charset and keypad modes): stripped from a pty's
 # output to read the text it shows.
 ANSI = re.compile(

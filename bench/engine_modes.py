@@ -39,13 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import disable_eos, greedy_seconds  # noqa: E402
+from bench_common import LONG_TEXT, SEED_PROMPT, disable_eos, greedy_seconds  # noqa: E402
 
-TEXT = (
-    "The sea is wide and deep, and the light on it changes every hour of the day. "
-    "Fishermen read its colour the way others read a clock. "
-)
-SHORT = "使用繁體中文回答，請問什麼是大型語言模型？"
 AVX2_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -90,7 +85,7 @@ class Engine:
         engine.chat_format = "raw"  # no stop strings either: every reply is --tokens long
         disable_eos(engine)
         self.long = [Message("user", long_text)]
-        self.short = [Message("user", SHORT)]
+        self.short = [Message("user", SEED_PROMPT)]
         # Greedy by default, the same work per token as the raw rows; --seed-sampling adds
         # the seed's sampling stages (top-k, top-p, temperature, repetition penalty over
         # the 262k vocabulary), which cost the engine and raw generate alike.
@@ -166,9 +161,9 @@ def main() -> None:
 
     base = load_model("bundled", quant="none", dtype="bfloat16")
     tokenizer = base.tokenizer
-    long_ids = tokenizer(TEXT * 60, return_tensors="pt").input_ids[:, : args.prompt]
+    long_ids = tokenizer(LONG_TEXT * 60, return_tensors="pt").input_ids[:, : args.prompt]
     long_text = tokenizer.decode(long_ids[0, 1:])
-    short_ids = tokenizer(SHORT, return_tensors="pt").input_ids
+    short_ids = tokenizer(SEED_PROMPT, return_tensors="pt").input_ids
     add(
         "raw bf16",
         lambda: (Raw(base.model, long_ids, short_ids, args.tokens), base.model, base.load_seconds),

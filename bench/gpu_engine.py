@@ -49,12 +49,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import disable_eos, random_model_folder, timed_generate  # noqa: E402
-
-SHORT = "使用繁體中文回答，請問什麼是大型語言模型？"
-TEXT = (
-    "The sea is wide and deep, and the light on it changes every hour of the day. "
-    "Fishermen read its colour the way others read a clock. "
+from bench_common import (  # noqa: E402
+    LONG_TEXT,
+    SEED_PROMPT,
+    disable_eos,
+    random_model_folder,
+    timed_generate,
 )
 
 
@@ -70,8 +70,8 @@ class Mode:
         engine.chat_format = "raw"
         disable_eos(engine)
         tokenizer = engine.tokenizer
-        long_ids = tokenizer(TEXT * 60).input_ids[: args.prompt]
-        self.short = [Message("user", SHORT)]
+        long_ids = tokenizer(LONG_TEXT * 60).input_ids[: args.prompt]
+        self.short = [Message("user", SEED_PROMPT)]
         self.long = [Message("user", tokenizer.decode(long_ids[1:]))]
         self.params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
         self.deferral = engine.defer_stop_check

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import ANSI, PtyChild  # noqa: E402
+from bench_common import ANSI, SEED_PROMPT, PtyChild  # noqa: E402
 
 MARKERS = "QZXJVK"  # typed while streaming: never part of the reply or the redrawn chrome
 
@@ -281,11 +281,8 @@ async def real_model(
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)
     params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=tokens, seed=0)
-    engine.stream_reply([Message("user", PROMPT)], params)  # warm-up
+    engine.stream_reply([Message("user", SEED_PROMPT)], params)  # warm-up
     return await real_model_on(engine, params, tokens, runs)
-
-
-PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 
 
 async def real_model_on(
@@ -318,7 +315,9 @@ async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
             await pilot.pause(0.01)
 
         async def direct() -> None:
-            stats = await asyncio.to_thread(engine.stream_reply, [Message("user", PROMPT)], params)
+            stats = await asyncio.to_thread(
+                engine.stream_reply, [Message("user", SEED_PROMPT)], params
+            )
             engine_rates.append(stats.new_tokens / stats.elapsed)
 
         async def in_app() -> None:
@@ -326,13 +325,13 @@ async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
             await pilot.pause()
             done = app.replies_done
             before = len(app.query(AssistantMessage))
-            app.query_one("#prompt").insert(PROMPT)
+            app.query_one("#prompt").insert(SEED_PROMPT)
             reply, drawn, grew_at = None, -1, None
             enter = time.perf_counter()
             # Pilot.press returns only once the app is idle, i.e. after the whole reply:
             # it runs beside the polling, which watches the reply's drawn lines grow.
             press = asyncio.create_task(pilot.press("enter"))
-            while app.replies_done == done:
+            while True:
                 if reply is None:
                     replies = app.query(AssistantMessage)
                     reply = replies.last() if len(replies) > before else None
@@ -340,14 +339,10 @@ async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
                     now_drawn = _drawn_length(reply)
                     if now_drawn != drawn:
                         drawn, grew_at = now_drawn, time.perf_counter()
-                await asyncio.sleep(0.005)
-            # The reply's end draws what was still buffered and then renders the text whole
-            # at the next layout (ReplyText.set_text): watch until that layout has run.
-            while True:
-                if _drawn_length(reply) != drawn:
-                    drawn, grew_at = _drawn_length(reply), time.perf_counter()
-                if reply.body.rendered:
-                    break
+                    # The reply's end draws what was still buffered, then renders the text
+                    # whole at the next layout (ReplyText.set_text): watch until it has.
+                    if app.replies_done != done and reply.body.rendered:
+                        break
                 await asyncio.sleep(0.005)
             await press
             stats = reply.versions[-1].stats

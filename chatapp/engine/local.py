@@ -133,7 +133,7 @@ class LocalEngine:
         self.preamble = DIALOGUE_PREAMBLE
         self.warnings: list[str] = []
         self.reuse_cache = True  # off: every request prefills from scratch (benchmarks)
-        self.prefill_chunk = _first_chunk(self.model)  # then sized from measured speed
+        self.prefill_chunk = _first_chunk(self.model)  # the CPU's then follows its speed
         self._lock = threading.Lock()
         self._cancel = threading.Event()  # the running request's stop flag
         self._cache: Any = None  # KV cache of the last request …
@@ -686,8 +686,8 @@ GPU_CHUNK = 4096
 
 
 def _first_chunk(model: Any) -> int:
-    """A first prefill chunk before any speed is measured: bf16 matmuls are emulated (and
-    ~5x slower) on a CPU without native bf16."""
+    """The prefill chunk: on a GPU, GPU_CHUNK for good; on the CPU a first one before any
+    speed is measured (bf16 matmuls are emulated, and ~5x slower, without native bf16)."""
     import torch
 
     if model.device.type != "cpu":
