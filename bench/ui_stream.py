@@ -95,15 +95,33 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
             cpu.append((time.perf_counter(), time.thread_time(), len(reply.shown_text)))
 
     app._flush_stream = flush  # type: ignore[method-assign]
+    # UI_STREAM_PROFILE=FILE: the UI thread's cProfile while the reply streams (pstats).
+    profile_to = os.environ.get("UI_STREAM_PROFILE")
+    profile = None
+    if profile_to:
+        import cProfile
+
+        profile = cProfile.Profile()
+        original_end = app._end_stream
+
+        async def end() -> None:
+            profile.disable()
+            await original_end()
+
+        app._end_stream = end  # type: ignore[method-assign]
 
     def start(index: int) -> None:
         reply = app.query_one(ChatPane).reply_for(index)
         assert reply is not None
         cpu.append((time.perf_counter(), time.thread_time(), 0))
+        if profile is not None:
+            profile.enable()
         original_start(index)
 
     app._start_reply = start  # type: ignore[method-assign]
     app.run()
+    if profile is not None:
+        profile.dump_stats(profile_to)
     # Characters of the reply -> tokens: where each piece ends.
     ends, total = [], 0
     for piece in pieces:

@@ -122,12 +122,15 @@ def test_what_if_recomputes_a_step_from_the_reply(engine):
     same = engine.what_if(PROMPT, stats.token_ids, step, BASE)
     original = recorder.steps[step]
     # One fresh forward pass over prompt + reply gives the table generation saw (bf16
-    # without the KV cache differs in the last bits, hence the tolerance).
-    assert [c.token_id for c in same.candidates[:5]] == [
+    # without the KV cache differs in the last bits, hence the tolerance: two candidates
+    # within it of each other may swap places, so they are matched by token).
+    assert same.candidates[0].token_id == original.candidates[0].token_id
+    assert {c.token_id for c in same.candidates[:5]} == {
         c.token_id for c in original.candidates[:5]
-    ]
-    for new, old in zip(same.candidates, original.candidates, strict=False):
-        assert new.probs == pytest.approx(old.probs, abs=0.02)
+    }
+    before = {c.token_id: c for c in original.candidates}
+    for new in same.candidates[:5]:
+        assert new.probs == pytest.approx(before[new.token_id].probs, abs=0.02)
     assert same.sampled_prob == pytest.approx(original.sampled_prob, abs=0.02)
     narrower = engine.what_if(PROMPT, stats.token_ids, step, BASE.replace(top_k=2))
     top_k = narrower.stages.index("top_k")

@@ -134,3 +134,46 @@ async def test_a_reply_s_text_can_be_selected_with_the_mouse():
         assert any("there" in text for text in styles)
         there = next(style for text, style in styles.items() if "there" in text)
         assert there.bgcolor == app.screen.get_component_rich_style("screen--selection").bgcolor
+
+
+async def test_a_growing_reply_costs_one_layout_per_growth():
+    """Each time the streaming reply grows (a screenful at a time), the screen is laid
+    out once: Textual followed each such layout with a second one that changed nothing
+    (the messages' new sizes asked for it)."""
+    pieces = ["```\n"] + [f"line {i}\n" for i in range(200)] + ["```\n"]
+    source = FakeTokenSource(pieces, 400)
+    app = ChatApp(lambda progress: source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        screen = app.screen
+        layouts, heights = [], set()
+        original = screen._refresh_layout
+
+        def counting(size=None, scroll=False):
+            body = _body(app) if app.query(AssistantMessage) else None
+            if body is not None and body.streaming and not (scroll and not screen._layout_widgets):
+                layouts.append(body.layout_height)
+                heights.add(body.layout_height)
+            return original(size, scroll)
+
+        screen._refresh_layout = counting
+        await send(pilot, "go")
+        growths = len(heights)
+        assert growths >= 5  # 200 lines at 80x24: the test exercises several growths
+        assert len(layouts) <= growths + 2, layouts
+
+
+async def test_the_message_box_cursor_holds_still_while_a_reply_streams():
+    """Its blink would repaint the box twice a second while the reply draws."""
+    from chatapp.tui.widgets import PromptBox
+
+    app, source = held_app(pause_after=20)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        prompt = app.query_one(PromptBox)
+        assert prompt.cursor_blink
+        await _hold(pilot, source, 20)
+        assert not prompt.cursor_blink
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        assert prompt.cursor_blink

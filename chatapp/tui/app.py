@@ -100,6 +100,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._reply_widget: AssistantMessage | None = None
         self._chat_pane: ChatPane | None = None  # the pane a reply streams into
         self._flush_timer: Timer | None = None
+        self._blink_after_reply = True  # the message box's cursor blink, paused while streaming
         self.replies_done = 0  # finished replies, for tests and the UI benchmark
         self.stream_repairs = 0  # replies whose streamed text had to be replaced at the end
         self._cancel = threading.Event()
