@@ -241,6 +241,12 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
         f"tokens drawn while streaming  {len(seen)}/{len(expected)} numbered tokens seen in the "
         f"terminal output; streamed text replaced at the end: {child.get('repairs')} time(s)"
     )
+    if seen != expected:
+        missing = sorted(expected - seen)
+        print(
+            f"  not seen: {', '.join(f't{n}' for n in missing[:30])}"
+            + (" ..." if len(missing) > 30 else "")
+        )
     if latencies:
         print(
             f"keypress-to-frame latency     worst {max(latencies) * 1000:.1f} ms, median "
