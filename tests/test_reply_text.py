@@ -177,3 +177,30 @@ async def test_the_message_box_cursor_holds_still_while_a_reply_streams():
         source.resume()
         await wait_for(pilot, lambda: app.replies_done == 1)
         assert prompt.cursor_blink
+
+
+async def test_end_mid_reply_shows_its_last_line_and_follows_it_again():
+    """The streaming reply is taller than its text (it grows a screenful at a time):
+    End shows the text's last line at the view's bottom, not the blank lines below it,
+    and the pane follows the reply from there. After the reply, End is the chat's end."""
+    app, source = held_app(pause_after=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await _hold(pilot, source, 60)
+        chat, body = app.query_one(ChatPane), _body(app)
+        chat.focus()
+        await pilot.press("home")
+        await pilot.pause(0.1)
+        assert chat.scroll_y == 0 and not _last_line_in_view(app)
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert _last_line_in_view(app)
+        assert body.region.y + body.line_count == chat.content_region.bottom  # no blank below
+        assert chat.scroll_y < chat.max_scroll_y
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        await pilot.pause(0.2)
+        assert _last_line_in_view(app)
+        await pilot.press("home", "end")
+        await pilot.pause(0.1)
+        assert chat.scroll_y == chat.max_scroll_y

@@ -515,6 +515,21 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
         finally:
             self._own_scroll = False
 
+    def action_scroll_end(self) -> None:
+        """End: while a reply streams, its last line written (at the view's bottom), and
+        the pane follows it again; not the blank lines it has grown into below."""
+        tail, top = self._followed, self._tail_top
+        if tail is None or top is None:
+            super().action_scroll_end()
+            return
+        view = self.scrollable_content_region.height
+        self._user_moved = False
+        self._own_scroll = True
+        try:
+            self.scroll_to(y=max(0, top + tail.line_count - view), animate=False, immediate=True)
+        finally:
+            self._own_scroll = False
+
     def shows_end(self, lines: int) -> bool:
         """Whether the user follows the tail: they have not scrolled since the pane last
         did, or the last of the tail's first ``lines`` lines is in view (they scrolled back
