@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--continue",
         dest="continue_last",
         action="store_true",
-        help="reopen the last chat (also: 'chatapp chats', 'chatapp export ID', "
+        help="reopen the last chat, with its last reply's sampling values unless flags or "
+        "--preset give others (also: 'chatapp chats', 'chatapp export ID', "
         "'chatapp import FILE')",
     )
     chats.add_argument("--chat", type=int, metavar="ID", help="open the saved chat ID")

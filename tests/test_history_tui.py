@@ -59,6 +59,32 @@ async def test_quit_then_continue_brings_back_messages_versions_parameters_and_l
         assert again.query(AssistantMessage).last().shown == 0
 
 
+async def test_continue_puts_back_the_parameters_of_the_chat_s_last_reply():
+    """A chat goes on with the values it was using (the version shown of its last reply:
+    T 1.3 here), unless the command line chose values; then those are kept."""
+    from chatapp.params import SamplingParams
+    from chatapp.tui.panel import ParamPanel
+
+    await _chat_and_quit()
+    app, source = fake_app(["ok"], continue_last=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        assert app.params.temperature == 1.3
+        assert app.query_one("#param-temperature").value == "1.3"
+        assert any("last reply: T 1.3" in n.message for n in app._notifications)
+        await send(pilot, "One more")
+        assert source.calls[0][1].temperature == 1.3
+    given = SamplingParams(temperature=0.2)
+    app, source = fake_app(["ok"], continue_last=True, params=given, params_given=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        assert app.query_one(ParamPanel).params.temperature == 0.2
+        await send(pilot, "And one more")
+        assert source.calls[0][1].temperature == 0.2
+
+
 async def test_a_new_message_after_continue_sends_the_whole_reopened_history():
     await _chat_and_quit()
     app, source = fake_app(["ok"], continue_last=True)

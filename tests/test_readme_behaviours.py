@@ -229,3 +229,10 @@ def test_an_unreadable_presets_file_is_reported_and_left_untouched(content, reas
     assert reason in store.load_error and str(paths.presets_file()) in store.load_error
     assert [p.name for p in store.all()] == [p.name for p in store.all() if p.builtin]
     assert paths.presets_file().read_bytes() == before
+
+
+def test_only_sampling_flags_or_a_preset_keep_a_continued_chat_from_its_own_values():
+    assert not app_from_command_line("--continue")[0].params_given
+    assert not app_from_command_line("--continue", "--theme", "chatapp-light")[0].params_given
+    assert app_from_command_line("--continue", "--temperature", "0.75")[0].params_given
+    assert app_from_command_line("--continue", "--top-k", "5")[0].params_given

@@ -23,7 +23,7 @@ from chatapp.engine.context import ContextTooLong
 from chatapp.engine.from_args import engine_from_args
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import Engine
-from chatapp.params import SamplingParams
+from chatapp.params import PARAMS, SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
 from chatapp.store import ChatStore
@@ -78,6 +78,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         system: str | None = None,
         chat_id: int | None = None,
         continue_last: bool = False,
+        params_given: bool = False,
     ) -> None:
         super().__init__()
         self.engine_factory = engine_factory
@@ -90,6 +91,9 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self.requested_theme = theme
         self.open_chat_id = chat_id
         self.continue_last = continue_last
+        # The command line chose sampling values (flags or --preset): the chat opened at
+        # start-up keeps them rather than its last reply's.
+        self.params_given = params_given
         self.source: Engine | None = None  # set once the engine is ready
         self.load_error: str | None = None
         self._pending: list[str] = []
@@ -150,7 +154,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         threading.Thread(target=self._load_engine, name="load-model", daemon=True).start()
         chat_id = self.chats.last_chat_id() if self.continue_last else self.open_chat_id
         if chat_id is not None:
-            await self.open_chat(chat_id)
+            await self.open_chat(chat_id, restore_params=not self.params_given)
         elif self.continue_last:
             self.notify("No saved chat to continue yet: this is a new one.")
 
@@ -355,6 +359,8 @@ def make_app(
         system=args.system,
         chat_id=getattr(args, "chat", None),
         continue_last=getattr(args, "continue_last", False),
+        params_given=bool(args.preset)
+        or any(getattr(args, f"param_{spec.name}", None) is not None for spec in PARAMS),
     )
 
 

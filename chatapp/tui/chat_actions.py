@@ -57,8 +57,10 @@ class ChatActions(_Base):
         if replies and replies[-1].version and replies[-1].version.stats is not None:
             self._show_context(replies[-1], replies[-1].version.stats)
 
-    async def open_chat(self, chat_id: int) -> bool:
-        """Show a stored chat; False (and a message) when there is none with that id."""
+    async def open_chat(self, chat_id: int, restore_params: bool = True) -> bool:
+        """Show a stored chat; False (and a message) when there is none with that id.
+        ``restore_params``: the panel takes the sampling values of the chat's last reply,
+        so that the chat goes on as it was."""
         await self._stop_and_wait()
         if not self.session.open(chat_id):
             self.notify(f"No chat with id {chat_id} in {self.chats.path}", severity="error")
@@ -66,6 +68,10 @@ class ChatActions(_Base):
         await self._show_session_chat()
         chat = self.session.chat
         self._set_status(f"Opened chat {chat.id}: {chat.title} · {len(chat.turns)} turns")
+        last = next((t.reply for t in reversed(chat.turns) if t.reply is not None), None)
+        if restore_params and last is not None and last.params != self.params:
+            self.query_one(ParamPanel).apply(last.params)
+            self.notify("Parameters of the chat's last reply: " + last.params.summary())
         return True
 
     def action_open_chats(self) -> None:
