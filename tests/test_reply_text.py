@@ -204,3 +204,31 @@ async def test_end_mid_reply_shows_its_last_line_and_follows_it_again():
         await pilot.press("home", "end")
         await pilot.pause(0.1)
         assert chat.scroll_y == chat.max_scroll_y
+
+
+async def test_scrolling_down_mid_reply_stops_at_its_last_line():
+    """Page Down or the wheel go no further than the streaming reply's last line written:
+    not into the blank rows it has grown into below."""
+    app, source = held_app(pause_after=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await _hold(pilot, source, 60)
+        chat, body = app.query_one(ChatPane), _body(app)
+        chat.focus()
+        await pilot.press("home")
+        await pilot.pause(0.1)
+        for _ in range(6):
+            await pilot.press("pagedown")
+        await pilot.pause(0.2)
+        assert _last_line_in_view(app)
+        assert body.region.y + body.line_count == chat.content_region.bottom
+        await pilot.press("home")
+        for _ in range(60):  # what the mouse wheel does, a line at a time
+            chat.scroll_down(animate=False, immediate=True)
+        await pilot.pause(0.2)
+        assert _last_line_in_view(app)
+        assert body.region.y + body.line_count == chat.content_region.bottom
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        await pilot.pause(0.2)
+        assert _last_line_in_view(app)  # followed again from there

@@ -515,6 +515,26 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
         finally:
             self._own_scroll = False
 
+    def _user_scroll_limit(self) -> int | None:
+        """While a reply streams and the user scrolls, the furthest they may go: its last
+        line written at the view's bottom, not into the blank rows it has grown into
+        below (or where the pane's own follow left the view, if further)."""
+        tail, top = self._followed, self._tail_top
+        if tail is None or top is None or self._own_scroll:
+            return None
+        view = self.scrollable_content_region.height
+        return max(round(self.scroll_y), top + tail.line_count - view)
+
+    def validate_scroll_y(self, value: float) -> float:
+        value = super().validate_scroll_y(value)
+        limit = self._user_scroll_limit()
+        return value if limit is None else min(value, limit)
+
+    def validate_scroll_target_y(self, value: float) -> float:
+        value = super().validate_scroll_target_y(value)
+        limit = self._user_scroll_limit()
+        return value if limit is None else min(value, limit)
+
     def action_scroll_end(self) -> None:
         """End: while a reply streams, its last line written (at the view's bottom), and
         the pane follows it again; not the blank lines it has grown into below."""
