@@ -71,7 +71,7 @@ class ChatActions(_Base):
         last = next((t.reply for t in reversed(chat.turns) if t.reply is not None), None)
         if restore_params and last is not None and last.params != self.params:
             self.query_one(ParamPanel).apply(last.params)
-            self.notify("Parameters of the chat's last reply: " + last.params.summary())
+            self.notify("Parameters of the chat's last reply: " + last.params.summary(), timeout=10)
         return True
 
     def action_open_chats(self) -> None:
