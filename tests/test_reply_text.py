@@ -179,23 +179,35 @@ async def test_the_message_box_cursor_holds_still_while_a_reply_streams():
         assert prompt.cursor_blink
 
 
+async def _at_the_top_mid_reply(pilot, source) -> ChatPane:
+    """A reply held mid-stream (taller than a view), the chat focused and scrolled to
+    its top, the reply's last line out of view."""
+    await ready(pilot)
+    await _hold(pilot, source, 60)
+    chat = pilot.app.query_one(ChatPane)
+    chat.focus()
+    await pilot.press("home")
+    await pilot.pause(0.1)
+    assert chat.scroll_y == 0 and not _last_line_in_view(pilot.app)
+    return chat
+
+
+def _last_line_at_the_bottom(app) -> bool:
+    """The reply's last line written is the view's last row: no blank rows below it."""
+    chat, body = app.query_one(ChatPane), _body(app)
+    return body.region.y + body.line_count == chat.content_region.bottom
+
+
 async def test_end_mid_reply_shows_its_last_line_and_follows_it_again():
     """The streaming reply is taller than its text (it grows a screenful at a time):
     End shows the text's last line at the view's bottom, not the blank lines below it,
     and the pane follows the reply from there. After the reply, End is the chat's end."""
     app, source = held_app(pause_after=60)
     async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        await _hold(pilot, source, 60)
-        chat, body = app.query_one(ChatPane), _body(app)
-        chat.focus()
-        await pilot.press("home")
-        await pilot.pause(0.1)
-        assert chat.scroll_y == 0 and not _last_line_in_view(app)
+        chat = await _at_the_top_mid_reply(pilot, source)
         await pilot.press("end")
         await pilot.pause(0.1)
-        assert _last_line_in_view(app)
-        assert body.region.y + body.line_count == chat.content_region.bottom  # no blank below
+        assert _last_line_at_the_bottom(app)
         assert chat.scroll_y < chat.max_scroll_y
         source.resume()
         await wait_for(pilot, lambda: app.replies_done == 1)
@@ -211,23 +223,16 @@ async def test_scrolling_down_mid_reply_stops_at_its_last_line():
     not into the blank rows it has grown into below."""
     app, source = held_app(pause_after=60)
     async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        await _hold(pilot, source, 60)
-        chat, body = app.query_one(ChatPane), _body(app)
-        chat.focus()
-        await pilot.press("home")
-        await pilot.pause(0.1)
+        chat = await _at_the_top_mid_reply(pilot, source)
         for _ in range(6):
             await pilot.press("pagedown")
         await pilot.pause(0.2)
-        assert _last_line_in_view(app)
-        assert body.region.y + body.line_count == chat.content_region.bottom
+        assert _last_line_at_the_bottom(app)
         await pilot.press("home")
         for _ in range(60):  # what the mouse wheel does, a line at a time
             chat.scroll_down(animate=False, immediate=True)
         await pilot.pause(0.2)
-        assert _last_line_in_view(app)
-        assert body.region.y + body.line_count == chat.content_region.bottom
+        assert _last_line_at_the_bottom(app)
         source.resume()
         await wait_for(pilot, lambda: app.replies_done == 1)
         await pilot.pause(0.2)

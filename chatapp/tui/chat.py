@@ -516,9 +516,10 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
             self._own_scroll = False
 
     def _user_scroll_limit(self) -> int | None:
-        """While a reply streams and the user scrolls, the furthest they may go: its last
-        line written at the view's bottom, not into the blank rows it has grown into
-        below (or where the pane's own follow left the view, if further)."""
+        """While a reply streams and the user scrolls (End, Page Down, the wheel), the
+        furthest they may go: its last line written at the view's bottom, not into the
+        blank rows it has grown into below (or where the pane's own follow left the view,
+        if further). There the last line is in view, so the pane follows it again."""
         tail, top = self._followed, self._tail_top
         if tail is None or top is None or self._own_scroll:
             return None
@@ -534,21 +535,6 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
         value = super().validate_scroll_target_y(value)
         limit = self._user_scroll_limit()
         return value if limit is None else min(value, limit)
-
-    def action_scroll_end(self) -> None:
-        """End: while a reply streams, its last line written (at the view's bottom), and
-        the pane follows it again; not the blank lines it has grown into below."""
-        tail, top = self._followed, self._tail_top
-        if tail is None or top is None:
-            super().action_scroll_end()
-            return
-        view = self.scrollable_content_region.height
-        self._user_moved = False
-        self._own_scroll = True
-        try:
-            self.scroll_to(y=max(0, top + tail.line_count - view), animate=False, immediate=True)
-        finally:
-            self._own_scroll = False
 
     def shows_end(self, lines: int) -> bool:
         """Whether the user follows the tail: they have not scrolled since the pane last
