@@ -3,6 +3,8 @@ pane follows it (fake token source; the real model's flows are in test_tui_e2e).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage, ChatPane
@@ -139,28 +141,30 @@ async def test_a_reply_s_text_can_be_selected_with_the_mouse():
 async def test_a_growing_reply_costs_one_layout_per_growth():
     """Each time the streaming reply grows (a screenful at a time), the screen is laid
     out once: Textual followed each such layout with a second one that changed nothing
-    (the messages' new sizes asked for it)."""
-    pieces = ["```\n"] + [f"line {i}\n" for i in range(200)] + ["```\n"]
+    (the messages' new sizes asked for it). Counted once the chat's scrollbar is there:
+    before, the reply's start lays the screen out a varying number of times (the
+    turn's mount, the footer's keys, the scrollbar appearing)."""
+    pieces = ["```\n"] + [f"line {i}\n" for i in range(300)] + ["```\n"]
     source = FakeTokenSource(pieces, 400)
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        screen = app.screen
-        layouts, heights = [], set()
+        screen, chat = app.screen, app.query_one(ChatPane)
+        layouts: Counter[int] = Counter()  # whole-screen layouts at each streaming height
         original = screen._refresh_layout
 
         def counting(size=None, scroll=False):
             body = _body(app) if app.query(AssistantMessage) else None
-            if body is not None and body.streaming and not (scroll and not screen._layout_widgets):
-                layouts.append(body.layout_height)
-                heights.add(body.layout_height)
+            whole = not (scroll and not screen._layout_widgets)
+            if body is not None and body.streaming and whole and chat.show_vertical_scrollbar:
+                layouts[body.layout_height] += 1
             return original(size, scroll)
 
         screen._refresh_layout = counting
         await send(pilot, "go")
-        growths = len(heights)
-        assert growths >= 5  # 200 lines at 80x24: the test exercises several growths
-        assert len(layouts) <= growths + 2, layouts
+        growths = sorted(layouts)[1:]  # after the height the scrollbar appeared at
+        assert len(growths) >= 4  # 300 lines at 80x24: several growths
+        assert all(layouts[height] == 1 for height in growths), layouts
 
 
 async def test_the_message_box_cursor_holds_still_while_a_reply_streams():

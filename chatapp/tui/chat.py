@@ -42,6 +42,11 @@ class _LaidOutOnce:
         return False
 
 
+class _Text(_LaidOutOnce, Static):
+    """A message's label or text (height auto): a new width (the chat's scrollbar
+    appearing) is laid out at once, with no second layout."""
+
+
 class UserMessage(_LaidOutOnce, Vertical):
     """The user's message of one turn."""
 
@@ -55,8 +60,8 @@ class UserMessage(_LaidOutOnce, Vertical):
         return self.turn.user
 
     def compose(self) -> ComposeResult:
-        yield Static("You", classes="role")
-        yield Static(self.turn.user, classes="body", markup=False)
+        yield _Text("You", classes="role")
+        yield _Text(self.turn.user, classes="body", markup=False)
 
 
 @lru_cache(maxsize=1)
@@ -287,12 +292,12 @@ class AssistantMessage(_LaidOutOnce, Vertical):
 
     def compose(self) -> ComposeResult:
         version = self.turn.reply
-        yield Static("Model", classes="role")
+        yield _Text("Model", classes="role")
         self._body = ReplyText(version.text if version else "")
         yield self._body
-        yield Static("", classes="heat")
-        yield Static("", classes="meta")
-        yield Static("", classes="context-note")
+        yield _Text("", classes="heat")
+        yield _Text("", classes="meta")
+        yield _Text("", classes="context-note")
 
     def on_mount(self) -> None:
         self.query_one(".heat", Static).display = False
