@@ -137,14 +137,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def params_from_args(args: argparse.Namespace, base: SamplingParams) -> SamplingParams:
-    """Apply the sampling flags given on the command line over ``base``; raises ParamError."""
+def _sampling_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampling values given as flags on the command line; raises ParamError."""
     changes: dict[str, Any] = {}
     for spec in PARAMS:
         raw = getattr(args, f"param_{spec.name}")
         if raw is not None:
             changes[spec.name] = SPEC[spec.name].parse(raw)
-    return base.replace(**changes) if changes else base
+    return changes
 
 
 def _base_params(args: argparse.Namespace) -> SamplingParams:
@@ -170,13 +170,18 @@ def _fail(message: str, code: int) -> int:
 def parse_command_line(
     argv: Sequence[str] | None,
 ) -> tuple[argparse.Namespace, SamplingParams | None]:
-    """The parsed flags and the sampling values they ask for (None with --help-params).
+    """The parsed flags and the sampling values they ask for (None with --help-params):
+    the flags' over --preset's over the defaults. ``args.params_given`` says whether
+    flags or --preset chose any (a chat reopened at start-up then keeps them).
 
     Raises ``ParamError`` for a bad value or an unknown preset."""
     args = build_parser().parse_args(argv)
     if args.help_params:
         return args, None
-    return args, params_from_args(args, _base_params(args))
+    changes = _sampling_flags(args)
+    args.params_given = bool(args.preset or changes)
+    base = _base_params(args)
+    return args, base.replace(**changes) if changes else base
 
 
 def main(argv: Sequence[str] | None = None) -> int:

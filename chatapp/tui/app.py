@@ -23,7 +23,7 @@ from chatapp.engine.context import ContextTooLong
 from chatapp.engine.from_args import engine_from_args
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import Engine
-from chatapp.params import PARAMS, SamplingParams
+from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
 from chatapp.store import ChatStore
@@ -359,8 +359,7 @@ def make_app(
         system=args.system,
         chat_id=getattr(args, "chat", None),
         continue_last=getattr(args, "continue_last", False),
-        params_given=bool(args.preset)
-        or any(getattr(args, f"param_{spec.name}", None) is not None for spec in PARAMS),
+        params_given=getattr(args, "params_given", False),
     )
 
 
