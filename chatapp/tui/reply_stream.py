@@ -91,7 +91,7 @@ class ReplyStreaming(_Base):
         chat.scroll_end(animate=False, immediate=True)
         chat.start_following(reply.body)
         # A steady cursor while the reply streams: each blink repaints the message box
-        # (~2 ms twice a second), a third of what the stream itself draws at 30 tok/s.
+        # (~2 ms, twice a second, on top of the stream's own drawing).
         prompt = self.query_one(PromptBox)
         self._blink_after_reply, prompt.cursor_blink = prompt.cursor_blink, False
         self._set_status(f"Generating ({params.summary()}) · Esc stops")
