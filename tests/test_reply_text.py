@@ -145,7 +145,7 @@ async def test_a_growing_reply_costs_one_layout_per_growth():
     before, the reply's start lays the screen out a varying number of times (the
     turn's mount, the footer's keys, the scrollbar appearing)."""
     pieces = ["```\n"] + [f"line {i}\n" for i in range(300)] + ["```\n"]
-    source = FakeTokenSource(pieces, 400)
+    source = FakeTokenSource(pieces, 120)  # a few lines a draw: each growth is reached
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
