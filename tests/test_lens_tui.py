@@ -11,7 +11,15 @@ from chatapp.params import SEED_VALUES, SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.lens import LensView
-from tests.tui_helpers import fake_app, ready, send, set_field, start_reply, wait_for
+from tests.tui_helpers import (
+    fake_app,
+    ready,
+    ready_for_picture,
+    send,
+    set_field,
+    start_reply,
+    wait_for,
+)
 
 PARAMS = SamplingParams(**SEED_VALUES).replace(max_new_tokens=10, seed=2)
 
@@ -154,7 +162,7 @@ def _synthetic_step() -> StepRecord:
 
 def test_lens_snapshot_120x40(snap_compare):
     async def open_lens(pilot):
-        await ready(pilot)
+        await ready_for_picture(pilot)
         await pilot.press("f3")
         pilot.app.query_one(LensView).show(_synthetic_step(), "4/10")
         await pilot.pause(0.3)  # 0.1 s was sometimes before the lens was drawn on 2 busy cores

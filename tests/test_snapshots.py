@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
-
-
-async def _ready(pilot):
-    await ready(pilot)
-    # A blinking cursor is drawn or not depending on when the picture is taken.
-    pilot.app.query_one("#prompt").cursor_blink = False
-    await pilot.pause(0.1)
+from tests.tui_helpers import fake_app, ready_for_picture, send, set_field, wait_for
 
 
 def test_main_screen_80x24(snap_compare):
     app, _ = fake_app()
-    assert snap_compare(app, terminal_size=(80, 24), run_before=_ready)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready_for_picture)
 
 
 def test_main_screen_120x40(snap_compare):
     app, _ = fake_app()
-    assert snap_compare(app, terminal_size=(120, 40), run_before=_ready)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=ready_for_picture)
 
 
 def test_panel_shows_validation_error(snap_compare):
     async def type_bad_value(pilot):
-        await _ready(pilot)
+        await ready_for_picture(pilot)
         pilot.app.query_one("#param-temperature").focus()
         await set_field(pilot, "temperature", "abc")
         await pilot.pause(0.1)
@@ -62,7 +55,7 @@ def product_app(pause_after=None):
 async def _reply_held_at(pilot, source, text="Describe the sea.", pieces=5):
     from tests.tui_helpers import submit
 
-    await _ready(pilot)
+    await ready_for_picture(pilot)
     await submit(pilot, text)
     app = pilot.app
     await wait_for(pilot, lambda: source.paused.is_set())
@@ -99,7 +92,7 @@ def test_heat_map(snap_compare, size):
     app, _ = product_app()
 
     async def run(pilot):
-        await _ready(pilot)
+        await ready_for_picture(pilot)
         await pilot.press("f6")
         await send(pilot, "Describe the sea.")
         await pilot.pause(0.2)
@@ -112,7 +105,7 @@ def test_greedy_dims_the_fields_it_ignores(snap_compare, size):
     app, _ = product_app()
 
     async def run(pilot):
-        await _ready(pilot)
+        await ready_for_picture(pilot)
         pilot.app.query_one("#param-do_sample").focus()
         await pilot.press("enter")
         await pilot.pause(0.2)
@@ -125,7 +118,7 @@ def test_panel_hidden_after_a_reply(snap_compare, size):
     app, _ = product_app()
 
     async def run(pilot):
-        await _ready(pilot)
+        await ready_for_picture(pilot)
         await send(pilot, "Describe the sea.")
         await pilot.press("f2")
         await pilot.pause(0.2)

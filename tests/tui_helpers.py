@@ -25,6 +25,17 @@ async def ready(pilot) -> None:
     await wait_for(pilot, lambda: pilot.app.source is not None)
 
 
+async def ready_for_picture(pilot) -> None:
+    """Ready, with the message box's cursor held still for a snapshot.
+
+    A blinking cursor is drawn or not depending on when the picture is taken
+    (it blinks every 0.5 s: a snapshot taken 0.7 s in lost it on a busy CI).
+    """
+    await ready(pilot)
+    pilot.app.query_one("#prompt").cursor_blink = False
+    await pilot.pause(0.1)
+
+
 async def submit(pilot, text: str) -> None:
     """Type ``text`` in the prompt box and press Enter."""
     box = pilot.app.query_one("#prompt")
