@@ -36,6 +36,7 @@ from chatapp.tui.lens_controls import LensControls
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.preset_dialogs import PresetDialogs
 from chatapp.tui.reply_stream import ReplyStreaming
+from chatapp.tui.screen import ChatScreen
 from chatapp.tui.themes import load_themes
 from chatapp.tui.widgets import LoadingView, PromptBox
 
@@ -115,6 +116,9 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         return self.session.chat.system
 
     # -- layout -------------------------------------------------------------------------
+    def get_default_screen(self) -> ChatScreen:
+        return ChatScreen(id="_default")
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="left"):
