@@ -3,6 +3,7 @@ whole screen (fake token source: the drawing, not the model, is under test)."""
 
 from __future__ import annotations
 
+import pytest
 from textual._compositor import Compositor
 
 from chatapp.engine.fake import FakeTokenSource
@@ -11,55 +12,62 @@ from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.screen import UpdateCompositor
 from chatapp.tui.widgets import PromptBox
-from tests.tui_helpers import ready, send
+from tests.tui_helpers import ready, send, wait_for
 
 # Code streams a line per token: the reply grows (a layout) and the pane scrolls to follow
 # it many times over.
 PIECES = ["```\n"] + [f"line {i}\n" for i in range(200)] + ["```\n"]
 
 
-async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, int, str]:
-    """Stream PIECES; count, while the reply streams, the screen's full repaints, the
-    times the message box and the panel were asked for lines, and the streamed draws."""
+async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, str]:
+    """Stream PIECES; count, while the reply streams, the partial updates and the times
+    the message box and the panel were asked for lines in them."""
     source = FakeTokenSource(PIECES, 120)  # a few lines a draw
     app = ChatApp(lambda progress: source)
-    counts = {"full": 0, "prompt": 0, "panel": 0, "partial": 0}
+    counts = {"others": 0, "partial": 0}
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         screen = app.screen
         assert isinstance(screen._compositor, UpdateCompositor)
+        in_partial = [False]
 
         def streaming() -> bool:
             replies = app.query(AssistantMessage)
             return bool(replies) and replies.last().body.streaming and bool(app._reply_text)
 
-        def count(name, method):
-            def counted(*args, **kwargs):
-                if streaming():
-                    counts[name] += 1
-                return method(*args, **kwargs)
-
-            return counted
-
         compositor = screen._compositor
-        compositor.render_full_update = count("full", compositor.render_full_update)
-        compositor.render_partial_update = count("partial", compositor.render_partial_update)
+        partial = compositor.render_partial_update
+
+        def counted_partial():
+            in_partial[0] = streaming()
+            counts["partial"] += in_partial[0]
+            try:
+                return partial()
+            finally:
+                in_partial[0] = False
+
+        def counted(method):
+            def render_lines(crop):
+                counts["others"] += in_partial[0]
+                return method(crop)
+
+            return render_lines
+
+        compositor.render_partial_update = counted_partial
         prompt, panel = app.query_one(PromptBox), app.query_one(ParamPanel)
-        prompt.render_lines = count("prompt", prompt.render_lines)
-        panel.render_lines = count("panel", panel.render_lines)
+        prompt.render_lines = counted(prompt.render_lines)
+        panel.render_lines = counted(panel.render_lines)
         await send(pilot, "go")
         text = app.query(AssistantMessage).last().body.text
-    return counts["full"], counts["prompt"] + counts["panel"], counts["partial"], text
+    return counts["others"], counts["partial"], text
 
 
-async def test_a_streaming_reply_repaints_neither_the_whole_screen_nor_the_other_widgets():
+async def test_a_streamed_draw_does_not_render_the_widgets_it_does_not_change():
     for size in ((80, 24), (200, 60)):
-        full, others, partial, text = await _stream_and_count(size)
+        others, partial, text = await _stream_and_count(size)
         assert text == "".join(PIECES)  # it streamed whole
         assert partial >= 10, partial  # many draws, scrolls and growths were seen
-        # Without UpdateCompositor: a full repaint after each growth's layout, and the
-        # message box and the panel asked for their lines at every draw.
-        assert full == 0, (size, full)
+        # Without UpdateCompositor: the message box and the panel at every draw.
         assert others == 0, (size, others)
 
 
@@ -67,5 +75,117 @@ def test_the_textual_methods_it_overrides_still_exist():
     """The overrides are of private Textual methods: a release that renames them would
     leave the app drawing as before, slower, with nothing failing but this."""
     assert callable(Compositor._get_renders)
-    assert callable(Compositor.reflow_visible)
-    assert hasattr(Compositor(), "_visible_map") and hasattr(Compositor(), "_full_map")
+    assert callable(Compositor.render_partial_update)
+    assert hasattr(Compositor(), "_dirty_regions")
+
+
+class _Terminal:
+    """A real VT emulator (pyte) fed what the app would write to the terminal: each
+    update's escape sequences, as Textual's driver writes them."""
+
+    def __init__(self, app, size: tuple[int, int]) -> None:
+        import pyte
+        from textual._compositor import CompositorUpdate
+
+        self.screen = pyte.Screen(*size)
+        self.stream = pyte.Stream(self.screen)
+        self.updates = 0
+        display = app._display
+
+        def written(screen, renderable) -> None:
+            if isinstance(renderable, CompositorUpdate) and not app._batch_count:
+                self.stream.feed(renderable.render_segments(app.console))
+                self.updates += 1
+            display(screen, renderable)
+
+        app._display = written
+
+    def cells(self) -> list[list[tuple[str, str, str]]]:
+        """Each cell's character and colours."""
+        return _cells(self.screen)
+
+
+def _whole_screen_cells(app, size: tuple[int, int]) -> list[list[tuple[str, str, str]]]:
+    """The same cells from the screen drawn whole in one update."""
+    import pyte
+
+    screen = pyte.Screen(*size)
+    pyte.Stream(screen).feed(
+        app.screen._compositor.render_full_update().render_segments(app.console)
+    )
+    return _cells(screen)
+
+
+def _cells(screen) -> list[list[tuple[str, str, str]]]:
+    """What each cell shows: its character, its colour (none for a blank) and its
+    background (a blank's foreground colour shows nothing, and updates differ in it)."""
+    return [
+        [(c.data, c.fg if c.data.strip() else "", c.bg) for c in map(row.__getitem__, cols)]
+        for row in (screen.buffer[y] for y in range(screen.lines))
+        for cols in [range(screen.columns)]
+    ]
+
+
+def _update_pending(app) -> bool:
+    screen = app.screen
+    return bool(
+        screen._layout_required
+        or screen._scroll_required
+        or screen._repaint_required
+        or screen._dirty_widgets
+        or screen._compositor._dirty_regions
+        or app._batch_count
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "pause_after"),
+    [((80, 24), 40), ((80, 24), 95), ((80, 24), 150), ((120, 40), 70), ((120, 40), 160)],
+    ids=["80x24-40", "80x24-95", "80x24-150", "120x40-70", "120x40-160"],
+)
+async def test_the_terminal_shows_what_a_whole_redraw_would_mid_reply_and_after(size, pause_after):
+    """The updates, applied one after another to a terminal, leave it showing exactly
+    (characters and colours) what drawing the whole screen at once would: with the reply
+    held mid-stream (after draws, scrolls and growths) and once it ends."""
+    pieces = PIECES[:1] + ["Some **bold** prose, " * 6 + "\n\n"] + PIECES[1:]
+    source = FakeTokenSource(pieces, 120, pause_after=pause_after)
+    app = ChatApp(lambda progress: source)
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        terminal = _Terminal(app, size)
+        terminal.stream.feed(
+            app.screen._compositor.render_full_update().render_segments(app.console)
+        )
+        app.query_one(PromptBox).cursor_blink = False
+        await pilot.press(*"go", "enter")
+        await wait_for(pilot, lambda: source.paused.is_set())
+        await wait_for(pilot, lambda: not _update_pending(app))
+        await pilot.pause(0.3)
+        assert terminal.updates >= 10, terminal.updates  # streamed draws, not one frame
+        assert terminal.cells() == _whole_screen_cells(app, size)
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        await wait_for(pilot, lambda: not _update_pending(app))
+        await pilot.pause(0.3)
+        assert terminal.cells() == _whole_screen_cells(app, size)
+
+
+def test_the_rows_drawn_are_those_an_update_covers_and_nothing_in_front_hides():
+    from textual.geometry import Region
+
+    from chatapp.tui.screen import _rows_to_draw
+
+    shown = Region(0, 0, 10, 6)
+    rows = Region(0, 1, 10, 2)  # an update of rows 1 and 2
+    assert _rows_to_draw(shown, [rows], []) == (1, 3)
+    assert _rows_to_draw(shown, [Region(20, 0, 5, 5)], []) is None  # not over it
+    assert _rows_to_draw(shown, [Region(0, 0, 1, 1), Region(0, 4, 1, 1)], []) == (0, 5)
+    assert _rows_to_draw(shown, [Region(0, 4, 1, 1), Region(0, 0, 1, 1)], []) == (0, 5)
+    # Hidden: by one widget in front, or by two side by side.
+    assert _rows_to_draw(shown, [rows], [Region(0, 1, 10, 1)]) == (2, 3)
+    assert _rows_to_draw(shown, [rows], [Region(0, 0, 5, 6), Region(5, 1, 5, 2)]) is None
+    # Not hidden: a column left uncovered, at the edge or between two.
+    assert _rows_to_draw(shown, [rows], [Region(0, 1, 9, 2)]) == (1, 3)
+    assert _rows_to_draw(shown, [rows], [Region(0, 1, 4, 2), Region(5, 1, 5, 2)]) == (1, 3)
+    # Only the update's own columns need hiding.
+    assert _rows_to_draw(shown, [Region(2, 1, 3, 2)], [Region(2, 0, 3, 6)]) is None

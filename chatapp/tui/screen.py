@@ -1,24 +1,20 @@
-"""The main screen, with a compositor that draws a streamed update from the widgets in it.
+"""The main screen, with a compositor that draws a partial update from only what it covers.
 
-Two things Textual (8.2) does made each draw of a streaming reply repaint far more of the
-screen than changed:
+Textual (8.2) draws a partial update (a few lines of a streaming reply) by asking every
+visible widget whose *container* overlaps the box around the update for all of its visible
+lines, then keeping the lines the update covers. Here the container is the screen for most
+widgets, so each draw rendered the message box (a TextArea: ~1.5 ms, it re-applies its
+theme on every call), the parameter panel, the status line and the footer, and behind the
+reply the chat pane, the columns and the screen's own background, only to throw their
+lines away. ``UpdateCompositor`` asks only the widgets whose visible part an update region
+covers, only for those rows, and skips the rows hidden behind widgets in front (there the
+front widget's line is the one drawn).
 
-- A partial update (a few lines of the reply) asks every visible widget whose *container*
-  overlaps the update for all of its visible lines, then keeps the lines the update covers.
-  Here the container is the screen for most widgets, so each draw rendered the message box
-  (a TextArea: ~1.5 ms, it re-applies its theme on every call), the parameter panel, the
-  status line and the footer, only to throw their lines away. ``UpdateCompositor`` asks
-  only the widgets whose visible part overlaps the update, and only for its rows.
-- A scroll finds what moved by comparing the widgets' places with the last scroll's. After
-  a layout there is no last scroll, so Textual compared with nothing and drew the whole
-  screen again. A streaming reply lays the screen out each time it grows by a screenful,
-  and its follow scroll comes right after. The layout's own map is what the screen shows
-  then, so the scroll compares with that.
-
-What a frame shows is unchanged (the snapshot tests): lines outside an update are never
-written by it, and full updates (resizes, dialogs) go through Textual's own path. Both are
-overrides of private Textual methods; ``tests/test_screen_updates.py`` fails if a Textual
-release changes them so that they no longer apply.
+What the terminal shows is unchanged: ``tests/test_screen_updates.py`` feeds every update
+to a terminal emulator and compares it with the whole screen drawn at once, while a reply
+streams, scrolls and grows. Full updates (layouts' first frames, resizes, dialogs) go
+through Textual's own path. It overrides private Textual methods; the same test file fails
+if a Textual release renames them.
 """
 
 from __future__ import annotations
@@ -26,22 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual._compositor import Compositor
-from textual.geometry import Region, Size
+from textual.geometry import Region
 from textual.screen import Screen
 from textual.strip import Strip
 
 
 class UpdateCompositor(Compositor):
-    def reflow_visible(self, parent, size: Size) -> set:
-        # A scroll compares the widgets' places with the last scroll's. Right after a
-        # layout there was none, and Textual compares with nothing: every widget counts as
-        # moved and the whole screen is drawn again (each growth of a streaming reply lays
-        # the screen out, and the follow scroll comes next). The layout's own map is what
-        # the screen shows then: compare with it.
-        if self._visible_map is None and self.size == size and self.root is parent:
-            self._visible_map = self._full_map
-        return super().reflow_visible(parent, size)
-
     _updating: list[Region] | None = None  # the regions of the partial update under way
 
     def render_partial_update(self):  # noqa: ANN201 - Textual's ChopsUpdate | None
@@ -58,19 +44,51 @@ class UpdateCompositor(Compositor):
         if crop is None or not updating:
             yield from super()._get_renders(crop)
             return
-        for widget, (region, clip) in self.visible_widgets.items():
+        drawn: list[Region] = []  # in front of the widgets still to come
+        for widget, (region, clip) in self.visible_widgets.items():  # front to back
             shown = region.intersection(clip)
             # Only the rows of it that an update region covers (the crop is the box
-            # around them all: the reply's lines and the status line make it the screen).
-            covered = [shown.intersection(part) for part in updating]
-            covered = [part for part in covered if part]
-            if not covered:
+            # around them all: the reply's lines and the status line make it the screen),
+            # and of those, the rows not hidden behind the widgets in front: the front
+            # one's line wins, so a container's or the screen's lines behind the reply
+            # were rendered only to be thrown away.
+            rows = _rows_to_draw(shown, updating, drawn)
+            if rows is None:
                 continue
-            top = min(part.y for part in covered)
-            bottom = max(part.bottom for part in covered)
+            drawn.append(shown)
+            top, bottom = rows
             rows = Region(shown.x, top, shown.width, bottom - top)
             # _render_chops draws the strips over region ∩ clip: both are the rows here.
             yield rows, rows, widget.render_lines(rows.translate(-region.offset))
+
+
+def _rows_to_draw(
+    shown: Region, updating: list[Region], drawn: list[Region]
+) -> tuple[int, int] | None:
+    """The first and past-the-last row of ``shown`` that an update region covers and the
+    ``drawn`` regions do not hide whole; None if there is none."""
+    top = bottom = None
+    for part in updating:
+        part = shown.intersection(part)
+        if not part:
+            continue
+        front = [r for d in drawn if (r := part.intersection(d))]
+        for y in range(part.y, part.bottom):
+            if front and _row_hidden(y, part.x, part.right, front):
+                continue
+            top = y if top is None else min(top, y)
+            bottom = y + 1 if bottom is None else max(bottom, y + 1)
+    return None if top is None else (top, bottom)
+
+
+def _row_hidden(y: int, left: int, right: int, front: list[Region]) -> bool:
+    """Whether the ``front`` regions cover row ``y`` from ``left`` to ``right``."""
+    reach = left
+    for x, end in sorted((r.x, r.right) for r in front if r.y <= y < r.bottom):
+        if x > reach:
+            return False
+        reach = max(reach, end)
+    return reach >= right
 
 
 class ChatScreen(Screen):
