@@ -7,6 +7,7 @@ import pytest
 from textual._compositor import Compositor
 
 from chatapp.engine.fake import FakeTokenSource
+from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.panel import ParamPanel
@@ -189,3 +190,59 @@ def test_the_rows_drawn_are_those_an_update_covers_and_nothing_in_front_hides():
     assert _rows_to_draw(shown, [rows], [Region(0, 1, 4, 2), Region(5, 1, 5, 2)]) == (1, 3)
     # Only the update's own columns need hiding.
     assert _rows_to_draw(shown, [Region(2, 1, 3, 2)], [Region(2, 0, 3, 6)]) is None
+
+
+def _numbered_reply(tokens: int) -> list[str]:
+    """Paragraphs, lists and code blocks whose words are numbered tokens (t0, t1, ...)."""
+    pieces: list[str] = []
+    i = 0
+    while i < tokens:
+        kind = (i // 19) % 3
+        if kind == 0:
+            pieces += [f"t{k} " for k in range(i, i + 19)] + ["\n\n"]
+        elif kind == 1:
+            pieces += [
+                "- " + "".join(f"t{k} " for k in range(i, i + 3)) + "\n"
+                for i in range(i, i + 18, 3)
+            ]
+            pieces += ["\n"]
+        else:
+            pieces += ["```python\n"] + [f"t{k}\n" for k in range(i, i + 19)] + ["```\n\n"]
+        i += 19
+    return pieces
+
+
+async def _lines_never_shown(pieces: list[str], size: tuple[int, int]) -> list[int]:
+    """Stream ``pieces`` at 500 tokens a second; the numbered tokens no frame showed."""
+    import re
+
+    want = {int(n) for piece in pieces for n in re.findall(r"t(\d+)", piece)}
+    source = FakeTokenSource(pieces, 500)
+    app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=len(pieces)))
+    seen: set[int] = set()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        terminal = _Terminal(app, size)
+        feed = terminal.stream.feed
+
+        def fed(data: str) -> None:
+            feed(data)
+            for line in terminal.screen.display:
+                seen.update(int(n) for n in re.findall(r"t(\d+)", line))
+
+        terminal.stream.feed = fed
+        await pilot.press(*"go", "enter")
+        await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
+        await pilot.pause(0.5)
+    return sorted(want - seen)
+
+
+async def test_a_fast_reply_shows_every_line_in_some_frame():
+    """At 500 tokens a second, each draw adds many lines and the pane scrolls to follow:
+    every line must be on the terminal in some frame, none scrolled past unseen (a
+    second draw before the first was on screen, wrapped lines counted as one, or the
+    reply's end drawing its last lines at once lost some)."""
+    pieces = _numbered_reply(700)
+    for _ in range(2):
+        missing = await _lines_never_shown(pieces, (120, 40))
+        assert not missing, missing[:20]

@@ -102,6 +102,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._ui_thread_id = threading.get_native_id()
         self._reply_text = ""  # the streaming reply so far (drawn and saved)
         self._drawn_at = 0.0  # when streamed text was last drawn
+        self._draw_unpainted = False  # drawn, and not yet on the screen
         self._reply_widget: AssistantMessage | None = None
         self._chat_pane: ChatPane | None = None  # the pane a reply streams into
         self._flush_timer: Timer | None = None

@@ -3,6 +3,7 @@ what it streams, and the end of it. Mixed into the app."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -30,14 +31,34 @@ FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buf
 # sooner when a few lines are waiting, so that fast text does not scroll by unseen.
 DRAW_INTERVAL = 0.15
 DRAW_LINES = 4
+DRAIN_SECONDS = 0.5  # the most a reply's end waits to draw its buffered lines a view at a time
 
 
-def _after_nth_newline(text: str, n: int) -> int:
-    """The index just after the ``n``-th newline of ``text`` (which has more than n)."""
-    index = -1
-    for _ in range(n):
-        index = text.index("\n", index + 1)
-    return index + 1
+def _cut_for_rows(text: str, rows: int, width: int) -> int:
+    """Where to cut ``text`` so that drawn at ``width`` it takes at most about ``rows``
+    rows: len(text) if it fits. A line takes a row per ``width`` cells, counted at 4/5 of
+    the width (wrapping breaks at words, so a row holds less). Counting newlines alone let
+    a draw of wrapped prose add more rows than the view shows, and the follow scroll
+    pushed some out of view before they were drawn. A code fence counts two rows: the
+    block's padding."""
+    from rich.cells import cell_len
+
+    per_row = max(1, width * 4 // 5)
+    used = start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        line = text[start:end].rstrip("\n")
+        need = 2 if line.lstrip().startswith(("```", "~~~")) else 0
+        need += max(1, -(-cell_len(line) // per_row))
+        if used + need > rows:
+            if used:
+                return start  # whole lines up to here
+            # One line longer than the view: as much of it as fits.
+            return start + max(1, rows * per_row)
+        used += need
+        start = end
+    return len(text)
 
 
 WORKER_NICE = 10  # how far below the UI thread the threads that generate run
@@ -86,6 +107,7 @@ class ReplyStreaming(_Base):
         self._pending.clear()
         self._reply_text = ""
         self._drawn_at = 0.0
+        self._draw_unpainted = False
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
         chat = self._chat_pane = self.query_one(ChatPane)  # kept: a query walks the DOM
         chat.scroll_end(animate=False, immediate=True)
@@ -104,6 +126,10 @@ class ReplyStreaming(_Base):
 
     async def _flush_stream(self, force: bool = False) -> None:
         self._follow_lens()
+        if self._draw_unpainted and not force:
+            # The last draw is not on the screen yet (a busy moment): a second one now
+            # would scroll the first's lines away before any frame showed them.
+            return
         now = time.monotonic()
         with self._pending_lock:
             text = "".join(self._pending)
@@ -111,11 +137,11 @@ class ReplyStreaming(_Base):
             if not force and now - self._drawn_at < DRAW_INTERVAL and lines < DRAW_LINES:
                 return  # a moment more: drawn with what comes next
             self._pending.clear()
-            room = self._lines_per_draw()
-            if not force and lines > room:
-                # More lines than one scroll can show (fast code, or a late tick): draw
-                # a view's worth now and the rest at the next tick, so none goes by unseen.
-                cut = _after_nth_newline(text, room)
+            room, width = self._room_per_draw()
+            cut = len(text) if force else _cut_for_rows(text, room, width)
+            if cut < len(text):
+                # More rows than one scroll can show (fast text, or a late tick): draw a
+                # view's worth now and the rest at the next tick, so none goes by unseen.
                 text, rest = text[:cut], text[cut:]
                 self._pending.append(rest)
         self._drawn_at = now
@@ -125,15 +151,21 @@ class ReplyStreaming(_Base):
             self.session.stream_text(self._reply_widget.version, self._reply_text)
         if text:
             self._show_streamed()
+            self._draw_unpainted = True
+            self.call_after_refresh(self._draw_painted)
 
-    def _lines_per_draw(self) -> int:
-        """The most new lines one draw may add: what fits in the chat pane's view above
-        the few lines a follow scroll leaves below the last one."""
-        chat = self._chat_pane
-        if chat is None or not chat.is_mounted:  # the app shuts down mid-reply
-            return DRAW_LINES
+    def _draw_painted(self) -> None:
+        self._draw_unpainted = False
+
+    def _room_per_draw(self) -> tuple[int, int]:
+        """The most new rows one draw may add (what fits in the chat pane's view above the
+        few rows a follow scroll leaves below the last one), and the reply's width."""
+        chat, reply = self._chat_pane, self._reply_widget
+        if chat is None or not chat.is_mounted or reply is None:  # shutting down mid-reply
+            return DRAW_LINES, 80
         view = chat.scrollable_content_region.height
-        return max(DRAW_LINES, view - max(1, view // FOLLOW_STEP_DIVISOR) - 1)
+        width = reply.body.content_size.width or chat.scrollable_content_region.width
+        return max(DRAW_LINES, view - max(1, view // FOLLOW_STEP_DIVISOR) - 1), width
 
     def _show_streamed(self, final: bool = False) -> None:
         """Draw the reply so far; when it ends, draw it whole (ReplyText.set_text)."""
@@ -180,11 +212,27 @@ class ReplyStreaming(_Base):
             error = f"{type(exc).__name__}: {exc}"
         self.post_message(ReplyFinished(index, version, stats, error))
 
+    async def _drain(self, within: float = DRAIN_SECONDS) -> None:
+        """Draw what a fast reply left buffered at its end a view at a time, each on the
+        screen before the next, and the last before the reply is drawn whole: drawn at
+        once, the reply's end would jump past lines no frame showed. At most ``within``
+        seconds (a quit mid-reply stays quick)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            while self._draw_unpainted and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            with self._pending_lock:
+                if not "".join(self._pending):
+                    return
+            self._drawn_at = 0.0  # no waiting for the draw interval
+            await self._flush_stream()
+
     async def _end_stream(self) -> None:
         """Draw what is still buffered, then the reply whole."""
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
+        await self._drain()
         await self._flush_stream(force=True)
         if self._reply_widget is not None and self._reply_widget.body.streaming:
             self._show_streamed(final=True)
