@@ -240,6 +240,18 @@ class ReplyStreaming(_Base):
             prompt.cursor_blink = self._blink_after_reply
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
+        with self._pending_lock:
+            text = "".join(self._pending)
+        room, width = self._room_per_draw()
+        if self._draw_unpainted or _cut_for_rows(text, room, width) < len(text):
+            # Its end is drawn a view at a time over a few frames (_drain): in a task of
+            # its own, so that keys typed meanwhile are handled at once (a handler that
+            # waits holds up the app's queue: 0.56 s for a key at 500 tok/s).
+            self.run_worker(self._finish_reply(event), group="finish")
+        else:
+            await self._finish_reply(event)
+
+    async def _finish_reply(self, event: ReplyFinished) -> None:
         await self._end_stream()
         stats, error, version = event.stats, event.error, event.version
         reply = self._reply_widget
