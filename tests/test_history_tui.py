@@ -242,3 +242,39 @@ async def test_quitting_mid_reply_keeps_the_partial_reply_marked_stopped():
         assert reply.version.status == "stopped"
         assert reply.text == "".join(f"w{i} " for i in range(7))
         assert reply.has_class("-stopped")
+
+
+async def test_quitting_while_a_fast_reply_s_end_is_drawn_keeps_it_whole_and_done():
+    """A reply faster than the screen ends before its last lines are drawn (they are drawn
+    a view a frame): it is saved whole at its end, and a quit then keeps it whole and done,
+    not cut to what was drawn and marked stopped."""
+    import asyncio
+
+    from chatapp.engine.fake import FakeTokenSource
+    from chatapp.params import SamplingParams
+
+    pieces = [f"line {i}\n\n" for i in range(600)]
+    source = FakeTokenSource(pieces, 100_000)
+    app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=len(pieces)))
+    drawing = asyncio.Event()
+
+    async def a_screen_that_never_catches_up() -> None:
+        await app._flush_stream()  # a view of it drawn, then no more
+        drawing.set()
+        await asyncio.sleep(3600)
+
+    app._drain = a_screen_that_never_catches_up
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        app.query_one("#prompt").insert("go on")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: drawing.is_set(), timeout=30)
+        assert app.generating  # its end not drawn yet
+        await pilot.press("ctrl+q")
+    again, _ = fake_app(["x"], continue_last=True)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        reply = again.query_one(AssistantMessage)
+        assert reply.version.status == "done"
+        assert reply.version.text == "".join(pieces)

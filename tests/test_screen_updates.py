@@ -212,14 +212,26 @@ def _numbered_reply(tokens: int) -> list[str]:
     return pieces
 
 
-async def _lines_never_shown(pieces: list[str], size: tuple[int, int]) -> list[int]:
-    """Stream ``pieces`` at 500 tokens a second; the numbered tokens no frame showed."""
+async def _lines_never_shown(pieces: list[str], size: tuple[int, int]) -> tuple[list[int], int]:
+    """Stream ``pieces`` at 500 tokens a second: the numbered tokens no frame showed, and
+    how many draws came with no frame since the one before."""
     import re
 
     want = {int(n) for piece in pieces for n in re.findall(r"t(\d+)", piece)}
     source = FakeTokenSource(pieces, 500)
     app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=len(pieces)))
     seen: set[int] = set()
+    frames = [0]
+    draws = {"last": -1, "unseen": 0}
+    show = app._show_streamed
+
+    def shown(final: bool = False) -> None:
+        if not final:
+            draws["unseen"] += frames[0] == draws["last"]
+            draws["last"] = frames[0]
+        show(final)
+
+    app._show_streamed = shown
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         terminal = _Terminal(app, size)
@@ -227,6 +239,7 @@ async def _lines_never_shown(pieces: list[str], size: tuple[int, int]) -> list[i
 
         def fed(data: str) -> None:
             feed(data)
+            frames[0] += 1
             for line in terminal.screen.display:
                 seen.update(int(n) for n in re.findall(r"t(\d+)", line))
 
@@ -234,15 +247,61 @@ async def _lines_never_shown(pieces: list[str], size: tuple[int, int]) -> list[i
         await pilot.press(*"go", "enter")
         await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
         await pilot.pause(0.5)
-    return sorted(want - seen)
+    return sorted(want - seen), draws["unseen"]
 
 
 async def test_a_fast_reply_shows_every_line_in_some_frame():
     """At 500 tokens a second, each draw adds many lines and the pane scrolls to follow:
-    every line must be on the terminal in some frame, none scrolled past unseen (a
-    second draw before the first was on screen, wrapped lines counted as one, or the
-    reply's end drawing its last lines at once lost some)."""
+    every line must be on the terminal in some frame, none scrolled past unseen, and no
+    draw comes before a frame showed the one before (a draw before the last was on the
+    screen, wrapped lines counted as one, the reply's end drawing its last lines at once:
+    each lost lines)."""
     pieces = _numbered_reply(700)
     for _ in range(2):
-        missing = await _lines_never_shown(pieces, (120, 40))
+        missing, unseen_draws = await _lines_never_shown(pieces, (120, 40))
         assert not missing, missing[:20]
+        assert unseen_draws == 0
+
+
+async def test_a_draw_waits_for_the_frame_even_when_the_reply_tells_the_screen_late(
+    monkeypatch,
+):
+    """Textual runs an "after refresh" callback at the screen's next idle moment if the
+    screen knows of no change, and a widget tells the screen of its change at its own idle
+    moment: when the reply's came later, the callback came before the frame, and the next
+    draw pushed lines out unseen (a race: 2 first runs of a process in 6 lost 5 lines).
+    Here the reply tells the screen 0.1 s late (without the wait: 1 run in 2 failed)."""
+    import asyncio
+
+    from chatapp.tui.chat import ReplyText
+
+    async def late(self, event) -> None:
+        await asyncio.sleep(0.1)
+        self._check_refresh()
+
+    monkeypatch.setattr(ReplyText, "_on_idle", late, raising=False)
+    for _ in range(2):
+        missing, unseen_draws = await _lines_never_shown(_numbered_reply(700), (120, 40))
+        assert unseen_draws == 0
+        assert not missing, missing[:20]
+
+
+async def test_a_draw_counts_as_shown_only_once_its_change_reached_the_screen():
+    """The same wait, step by step: a change the reply has not told the screen of yet
+    keeps the stream's next draw waiting; the frame that shows it lets it go."""
+    source = FakeTokenSource([f"w{i} " for i in range(40)], 400, pause_after=10)
+    app = ChatApp(lambda progress: source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press(*"go", "enter")
+        await wait_for(pilot, lambda: source.paused.is_set())
+        await wait_for(pilot, lambda: not app._draw_unpainted)
+        body = app._reply_widget.body
+        body.refresh()  # as a draw does; the reply tells the screen at its idle moment
+        app._draw_unpainted = True
+        app._draw_painted()  # Textual's callback, come early
+        assert app._draw_unpainted
+        await wait_for(pilot, lambda: not app._draw_unpainted)
+        assert not body._repaint_required
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)

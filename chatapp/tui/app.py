@@ -324,7 +324,8 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         if self.source is not None:
             self.source.stop()
         reply, self._reply_widget = self._reply_widget, None
-        if reply is not None and reply.version is not None:
+        if reply is not None and reply.version is not None and reply.version.status == "streaming":
+            # (Once the reply ended it is saved whole, and only its drawing was catching up.)
             with self._pending_lock:
                 self._reply_text += "".join(self._pending)
             self.session.abandon_reply(reply.version, self._reply_text)

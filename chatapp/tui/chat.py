@@ -401,6 +401,9 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
         self._user_moved = False  # the user scrolled since the pane last did
         self._own_scroll = False  # the pane is scrolling (not the user)
         self._measured_width = 0
+        # How many follow scrolls were done or put off to a later frame: the stream's
+        # next draw waits for the frame that shows the last (ReplyStreaming).
+        self.follow_moves = 0
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -512,8 +515,10 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
         if target > self.max_scroll_y and tail.size.height < tail.layout_height:
             # The tail just grew and the screen is not laid out again yet: the pane
             # cannot scroll that far before it is.
+            self.follow_moves += 1
             self.call_after_refresh(self.follow, lines_before)
             return
+        self.follow_moves += 1
         self._own_scroll = True
         try:
             self.scroll_to(y=target, animate=False, immediate=True)

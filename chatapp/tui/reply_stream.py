@@ -17,6 +17,7 @@ from chatapp.engine.protocol import EngineError, ReplyInterrupted, ReplyStats
 from chatapp.params import SamplingParams
 from chatapp.tui.chat import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatPane
 from chatapp.tui.events import ReplyFinished
+from chatapp.tui.screen import ChatScreen
 from chatapp.tui.widgets import PromptBox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +32,8 @@ FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buf
 # sooner when a few lines are waiting, so that fast text does not scroll by unseen.
 DRAW_INTERVAL = 0.15
 DRAW_LINES = 4
-DRAIN_SECONDS = 0.5  # the most a reply's end waits to draw its buffered lines a view at a time
+# The most views a reply's end draws one frame at a time before it draws the rest at once.
+DRAIN_DRAWS = 60
 
 
 def _cut_for_rows(text: str, rows: int, width: int) -> int:
@@ -108,6 +110,7 @@ class ReplyStreaming(_Base):
         self._reply_text = ""
         self._drawn_at = 0.0
         self._draw_unpainted = False
+        self._follow_moves_drawn = 0
         self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
         chat = self._chat_pane = self.query_one(ChatPane)  # kept: a query walks the DOM
         chat.scroll_end(animate=False, immediate=True)
@@ -146,16 +149,60 @@ class ReplyStreaming(_Base):
                 self._pending.append(rest)
         self._drawn_at = now
         self._reply_text += text
-        if self._reply_widget is not None and self._reply_widget.version is not None:
+        version = self._reply_widget.version if self._reply_widget is not None else None
+        if version is not None and version.status == "streaming":
             # Saved at most once a second: the store's cost stays out of the token rate.
-            self.session.stream_text(self._reply_widget.version, self._reply_text)
+            # (Not once the reply is saved whole and only its drawing is catching up.)
+            self.session.stream_text(version, self._reply_text)
         if text:
             self._show_streamed()
+            if self._chat_pane is not None:
+                self._follow_moves_drawn = self._chat_pane.follow_moves
             self._draw_unpainted = True
             self.call_after_refresh(self._draw_painted)
 
     def _draw_painted(self) -> None:
+        """After the frame that showed a draw (and, if the pane's follow scroll came later,
+        put off until the grown reply was laid out, after the frame that showed that): a
+        draw before it would scroll the last draw's lines out of view unseen.
+
+        Textual runs "after refresh" callbacks at its next idle moment when it knows of no
+        change to show, and a widget tells the screen of its change only at its own idle
+        moment: so the callback could come before the frame (seen: two draws 9 ms apart,
+        no frame between, 17 lines never shown). It waits on while a change is still on
+        its way to the screen."""
+        chat = self._chat_pane
+        if chat is not None and chat.follow_moves != self._follow_moves_drawn:
+            self._follow_moves_drawn = chat.follow_moves
+            self.call_after_refresh(self._draw_painted)
+            return
+        if self._frame_to_come():
+            self.call_after_refresh(self._draw_painted)
+            return
         self._draw_unpainted = False
+
+    def _frame_to_come(self) -> bool:
+        """Whether a change to the reply or the chat pane has not reached the screen yet
+        (Textual's own flags: it has no public way to say so). False while another screen
+        (a dialog) is in front: the main screen draws nothing then, and waiting on it would
+        spin."""
+        screen = self.screen
+        if not isinstance(screen, ChatScreen):
+            return False
+        if (
+            screen._layout_required
+            or screen._scroll_required
+            or screen._repaint_required
+            or screen._dirty_widgets
+        ):
+            return True
+        reply = self._reply_widget
+        widgets = [self._chat_pane] + ([reply, reply.body] if reply is not None else [])
+        return any(
+            widget is not None
+            and (widget._layout_required or widget._repaint_required or widget._scroll_required)
+            for widget in widgets
+        )
 
     def _room_per_draw(self) -> tuple[int, int]:
         """The most new rows one draw may add (what fits in the chat pane's view above the
@@ -212,18 +259,27 @@ class ReplyStreaming(_Base):
             error = f"{type(exc).__name__}: {exc}"
         self.post_message(ReplyFinished(index, version, stats, error))
 
-    async def _drain(self, within: float = DRAIN_SECONDS) -> None:
+    def _needs_drain(self) -> bool:
+        """Whether the reply's end has more buffered than one draw shows, or a draw not
+        yet on the screen: then it is drawn over a few frames (``_drain``)."""
+        if self._draw_unpainted:
+            return True
+        with self._pending_lock:
+            text = "".join(self._pending)
+        room, width = self._room_per_draw()
+        return _cut_for_rows(text, room, width) < len(text)
+
+    async def _drain(self, draws: int = DRAIN_DRAWS) -> None:
         """Draw what a fast reply left buffered at its end a view at a time, each on the
         screen before the next, and the last before the reply is drawn whole: drawn at
-        once, the reply's end would jump past lines no frame showed. At most ``within``
-        seconds (a quit mid-reply stays quick)."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            while self._draw_unpainted and time.monotonic() < deadline:
+        once, the reply's end would jump past lines no frame showed. No time limit (a busy
+        machine paints slowly, and the reply is already saved whole); at most ``draws``
+        views, the rest at once."""
+        for _ in range(draws):
+            while self._draw_unpainted:
                 await asyncio.sleep(0.005)
-            with self._pending_lock:
-                if not "".join(self._pending):
-                    return
+            if not self._needs_drain():
+                return
             self._drawn_at = 0.0  # no waiting for the draw interval
             await self._flush_stream()
 
@@ -240,10 +296,9 @@ class ReplyStreaming(_Base):
             prompt.cursor_blink = self._blink_after_reply
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
-        with self._pending_lock:
-            text = "".join(self._pending)
-        room, width = self._room_per_draw()
-        if self._draw_unpainted or _cut_for_rows(text, room, width) < len(text):
+        # Saved whole first: a quit while its end is still being drawn keeps all of it.
+        self.session.finish_reply(event.version, event.stats, event.error)
+        if self._needs_drain():
             # Its end is drawn a view at a time over a few frames (_drain): in a task of
             # its own, so that keys typed meanwhile are handled at once (a handler that
             # waits holds up the app's queue: 0.56 s for a key at 500 tok/s).
@@ -256,7 +311,6 @@ class ReplyStreaming(_Base):
         stats, error, version = event.stats, event.error, event.version
         reply = self._reply_widget
         self._reply_widget = None
-        self.session.finish_reply(version, stats, error)
         if reply is not None and stats is not None and reply.body.text != stats.text:
             # Streaming lost or garbled text: show the engine's whole reply, and count it
             # (the UI benchmark reports this; it should stay 0).
