@@ -260,26 +260,26 @@ class ReplyStreaming(_Base):
         self.post_message(ReplyFinished(index, version, stats, error))
 
     def _needs_drain(self) -> bool:
-        """Whether the reply's end has more buffered than one draw shows, or a draw not
-        yet on the screen: then it is drawn over a few frames (``_drain``)."""
+        """Whether the reply's end has text buffered, or a draw not on the screen yet:
+        then its end waits for the frames that show them (``_drain``)."""
         if self._draw_unpainted:
             return True
         with self._pending_lock:
-            text = "".join(self._pending)
-        room, width = self._room_per_draw()
-        return _cut_for_rows(text, room, width) < len(text)
+            return any(self._pending)
 
     async def _drain(self, draws: int = DRAIN_DRAWS) -> None:
         """Draw what a fast reply left buffered at its end a view at a time, each on the
         screen before the next, and the last before the reply is drawn whole: drawn at
-        once, the reply's end would jump past lines no frame showed. No time limit (a busy
+        once, or with the reply drawn whole in the same frame (the view then jumps to the
+        reply's end), it would jump past lines no frame showed. No time limit (a busy
         machine paints slowly, and the reply is already saved whole); at most ``draws``
         views, the rest at once."""
         for _ in range(draws):
             while self._draw_unpainted:
                 await asyncio.sleep(0.005)
-            if not self._needs_drain():
-                return
+            with self._pending_lock:
+                if not any(self._pending):
+                    return
             self._drawn_at = 0.0  # no waiting for the draw interval
             await self._flush_stream()
 
