@@ -134,14 +134,16 @@ class ReplyStreaming(_Base):
             # would scroll the first's lines away before any frame showed them.
             return
         now = time.monotonic()
+        room, width = self._room_per_draw()
         with self._pending_lock:
             text = "".join(self._pending)
-            lines = text.count("\n")
-            if not force and now - self._drawn_at < DRAW_INTERVAL and lines < DRAW_LINES:
-                return  # a moment more: drawn with what comes next
-            self._pending.clear()
-            room, width = self._room_per_draw()
             cut = len(text) if force else _cut_for_rows(text, room, width)
+            if not force and now - self._drawn_at < DRAW_INTERVAL and cut == len(text):
+                # A moment more, drawn with what comes next: unless a view's worth waits
+                # (fast text), each draw costs the same whatever it adds (a scroll
+                # repaints the whole pane), so fewer, fuller draws cost less.
+                return
+            self._pending.clear()
             if cut < len(text):
                 # More rows than one scroll can show (fast text, or a late tick): draw a
                 # view's worth now and the rest at the next tick, so none goes by unseen.

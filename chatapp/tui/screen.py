@@ -73,6 +73,8 @@ def _rows_to_draw(
         if not part:
             continue
         front = [r for d in drawn if (r := part.intersection(d))]
+        if any(r == part for r in front):
+            continue  # one widget in front hides it all (a container behind the reply)
         for y in range(part.y, part.bottom):
             if front and _row_hidden(y, part.x, part.right, front):
                 continue
