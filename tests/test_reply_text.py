@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from chatapp.engine.fake import FakeTokenSource
+from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import AssistantMessage, ChatPane
 from tests.tui_helpers import ready, send, shown_text, submit, wait_for
@@ -165,6 +166,61 @@ async def test_a_growing_reply_costs_one_layout_per_growth():
         growths = sorted(layouts)[1:]  # after the height the scrollbar appeared at
         assert len(growths) >= 4  # 300 lines at 80x24: several growths
         assert all(layouts[height] == 1 for height in growths), layouts
+
+
+async def test_a_long_reply_grows_in_steps_that_grow_with_it(monkeypatch):
+    """Each growth of a streaming reply is a layout of the whole screen: grown a
+    screenful at a time, an 800-line reply at 80x24 was laid out 33 times; now each
+    growth adds half the lines so far (at least two screenfuls), and the text always has
+    a screenful of blank lines ahead of it."""
+    from chatapp.tui.chat import ReplyText
+
+    heights: list[tuple[int, int]] = []  # (lines drawn, streaming height) at each growth
+    show = ReplyText.show
+
+    def shown(self, text: str) -> bool:
+        result = show(self, text)
+        if not heights or heights[-1][1] != self._lines:
+            heights.append((self.line_count, self._lines))
+        return result
+
+    monkeypatch.setattr(ReplyText, "show", shown)
+    pieces = ["```\n"] + [f"line {i}\n" for i in range(800)] + ["```\n"]
+    source = FakeTokenSource(pieces, 5000)
+    app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=len(pieces)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await submit(pilot, "go")
+        await wait_for(pilot, lambda: app.replies_done == 1, timeout=60)
+    assert heights[-1][1] > 800, heights  # it grew to the end
+    assert 5 <= len(heights) <= 12, heights
+    assert all(height >= lines + 24 for lines, height in heights), heights
+
+
+async def test_the_chat_s_scrollbar_appearing_does_not_draw_the_reply_again(monkeypatch):
+    """The chat keeps room for its scrollbar: when a streaming reply outgrows the view
+    and the scrollbar appears, the text's width stays, and the reply is not rendered again
+    whole at a new width (a second layout and a re-render of all its lines)."""
+    from chatapp.tui.chat import ReplyText
+
+    renders: list[tuple[int, bool]] = []
+    render = ReplyText._render
+
+    def counting(self, width: int) -> None:
+        renders.append((width, self.streaming))
+        render(self, width)
+
+    monkeypatch.setattr(ReplyText, "_render", counting)
+    app, source = held_app(pause_after=len(PIECES) - 3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await submit(pilot, "go")
+        await wait_for(pilot, lambda: source.paused.is_set())
+        await wait_for(pilot, lambda: app.query_one(ChatPane).show_vertical_scrollbar)
+        await pilot.pause(0.2)
+        assert not [r for r in renders if r[1]], renders  # drawn as it came, never again
+        source.resume()
+        await wait_for(pilot, lambda: app.replies_done == 1)
 
 
 async def test_the_message_box_cursor_holds_still_while_a_reply_streams():
