@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from textual import work
 
 from chatapp.conversation import ReplyVersion
@@ -29,9 +30,9 @@ else:
 
 FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buffered
 # Drawn at most this often while it comes slowly (each draw costs the UI thread ~1-2 ms);
-# sooner when a few lines are waiting, so that fast text does not scroll by unseen.
+# sooner when more than a view's worth waits (fast text), a view a draw.
 DRAW_INTERVAL = 0.15
-DRAW_LINES = 4
+DRAW_LINES = 4  # the fewest rows a draw may add (a view too small for more)
 # The most views a reply's end draws one frame at a time before it draws the rest at once.
 DRAIN_DRAWS = 60
 
@@ -43,8 +44,6 @@ def _cut_for_rows(text: str, rows: int, width: int) -> int:
     a draw of wrapped prose add more rows than the view shows, and the follow scroll
     pushed some out of view before they were drawn. A code fence counts two rows: the
     block's padding."""
-    from rich.cells import cell_len
-
     per_row = max(1, width * 4 // 5)
     used = start = 0
     while start < len(text):
