@@ -102,6 +102,24 @@ async def test_escape_stops_the_reply_and_keeps_partial_text():
         assert "stopped" in str(reply.query_one(".meta").render())
 
 
+async def test_escape_with_no_reply_streaming_goes_back_to_the_message_box():
+    """Tab reaches the panel's fields (three presses back); Esc returns at once, keeping
+    the value typed, which the next reply uses."""
+    app, source = fake_app(["one ", "two"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        field = app.query_one("#param-temperature")
+        field.focus()
+        await pilot.pause(0.05)
+        await pilot.press("end", "backspace", "backspace", "backspace", "backspace", *"1.2")
+        await pilot.press("escape")
+        await pilot.pause(0.05)
+        assert isinstance(app.focused, PromptBox)
+        await pilot.press(*"hi", "enter")
+        await wait_for(pilot, lambda: app.replies_done == 1)
+        assert source.calls[-1][1].temperature == 1.2
+
+
 async def test_regenerate_keeps_previous_version_reachable():
     app, source = fake_app(["one ", "two"])
     async with app.run_test(size=(120, 40)) as pilot:

@@ -273,10 +273,14 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
 
     # -- actions ----------------------------------------------------------------------------
     def action_stop_reply(self) -> None:
+        """Esc: stop the reply streaming; when none is, back to the message box (from the
+        panel's fields, which Tab reached, or the chat)."""
         if self.generating and self.source is not None:
             self._cancel.set()  # honoured even before the engine has started the request
             self.source.stop()
             self._set_status("Stopping…")
+        elif not isinstance(self.focused, PromptBox):
+            self.query_one(PromptBox).focus()
 
     async def action_regenerate(self) -> None:
         turns = self.session.chat.turns
