@@ -13,7 +13,7 @@ from chatapp.tui.chat import AssistantMessage
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.screen import UpdateCompositor
 from chatapp.tui.widgets import PromptBox
-from tests.tui_helpers import ready, send, wait_for
+from tests.tui_helpers import ready, send, update_pending, wait_for
 
 # Code streams a line per token: the reply grows (a layout) and the pane scrolls to follow
 # it many times over.
@@ -127,18 +127,6 @@ def _cells(screen) -> list[list[tuple[str, str, str]]]:
     ]
 
 
-def _update_pending(app) -> bool:
-    screen = app.screen
-    return bool(
-        screen._layout_required
-        or screen._scroll_required
-        or screen._repaint_required
-        or screen._dirty_widgets
-        or screen._compositor._dirty_regions
-        or app._batch_count
-    )
-
-
 @pytest.mark.parametrize(
     ("size", "pause_after"),
     [((80, 24), 40), ((80, 24), 95), ((80, 24), 150), ((120, 40), 70), ((120, 40), 160)],
@@ -160,13 +148,13 @@ async def test_the_terminal_shows_what_a_whole_redraw_would_mid_reply_and_after(
         app.query_one(PromptBox).cursor_blink = False
         await pilot.press(*"go", "enter")
         await wait_for(pilot, lambda: source.paused.is_set())
-        await wait_for(pilot, lambda: not _update_pending(app))
+        await wait_for(pilot, lambda: not update_pending(app))
         await pilot.pause(0.3)
         assert terminal.updates >= 10, terminal.updates  # streamed draws, not one frame
         assert terminal.cells() == _whole_screen_cells(app, size)
         source.resume()
         await wait_for(pilot, lambda: app.replies_done == 1)
-        await wait_for(pilot, lambda: not _update_pending(app))
+        await wait_for(pilot, lambda: not update_pending(app))
         await pilot.pause(0.3)
         assert terminal.cells() == _whole_screen_cells(app, size)
 

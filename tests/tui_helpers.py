@@ -44,13 +44,28 @@ async def submit(pilot, text: str) -> None:
     await pilot.press("enter")
 
 
+def update_pending(app) -> bool:
+    """Whether the screen has a change still to draw (Textual's own flags)."""
+    screen = app.screen
+    return bool(
+        screen._layout_required
+        or screen._scroll_required
+        or screen._repaint_required
+        or screen._dirty_widgets
+        or screen._compositor._dirty_regions
+        or app._batch_count
+    )
+
+
 async def send(pilot, text: str) -> None:
-    """Submit ``text`` and wait for the reply to finish."""
+    """Submit ``text`` and wait for the reply to finish and the screen to show it whole
+    (the finished reply is laid out and scrolled to over the next frames)."""
     app = pilot.app
     done = app.replies_done
     await submit(pilot, text)
     await wait_for(pilot, lambda: app.replies_done > done, timeout=120)
     await pilot.pause(0.05)
+    await wait_for(pilot, lambda: not update_pending(app))
 
 
 async def start_reply(pilot, text: str, timeout: float = 60) -> None:
