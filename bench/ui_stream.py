@@ -8,14 +8,17 @@ whether typing stays responsive.
 Part 1 runs the app in a child process on a pseudo-terminal (the real terminal driver, so
 every frame is written as it would be to a user's terminal). A fake source streams a
 reply with paragraphs, lists and code blocks at a set rate: at 80x24 and 200x60 at
-30 tok/s (a CPU model's pace), then at 120x40 at 500 tok/s. Per run:
+30 tok/s (a CPU model's pace), then at 120x40 at 500 tok/s, then a 1,000-token reply at
+80x24 at 100 tok/s with no keys typed (the drawing cost per token, first 100 tokens to
+last: in the other runs the last 100 come while keys are typed, and count typing). Per run:
   - tokens/s reaching the terminal: Enter to the frame that shows the last token;
   - tokens drawn while streaming (numbered tokens seen in the terminal output) and
     whether the app had to replace the streamed text at the end;
   - keypress-to-frame latency: a key typed every 100 ms over the stream's second half;
   - the UI thread's share of a core while streaming (its CPU time, read in the child), over
     the first half (streaming alone) and the second (with the keys typed);
-  - the UI thread's CPU time per token over the first 100 and the last 100 tokens.
+  - the UI thread's CPU time per token over the first 100 and the last 100 tokens (the
+    target is on the run with no keys typed).
 Part 3 pastes a 7,800-character message into the app with the real bundled model: Enter
 to the message and to "Generating" on screen, and keypress latency during the prefill.
 Part 2 runs the real model headless in the app and directly through the engine,
@@ -139,7 +142,9 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     )
 
 
-def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40)) -> dict:
+def run_in_terminal(
+    tokens: int, rate: float, size: tuple[int, int] = (120, 40), keys: bool = True
+) -> dict:
     pieces = reply_pieces(tokens)
     expected = numbered(pieces)
     last = max(expected)
@@ -186,7 +191,7 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
     last_at = None
     # Keys are typed over the second half of the stream only: the first half measures
     # what streaming alone costs the UI thread, the second what typing adds (and latency).
-    keys_from = enter_at + tokens / rate / 2
+    keys_from = enter_at + tokens / rate / 2 if keys else float("inf")
     next_key_at = keys_from
     key_index = 0
     pending_key: tuple[str, float, int] | None = None
@@ -228,6 +233,7 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
     print(
         f"fake source in a real terminal ({size[0]}x{size[1]}): {tokens} tokens at {rate:.0f} "
         "tok/s (paragraphs, lists, code blocks)"
+        + ("" if keys else "; no keys typed: the drawing cost alone, first 100 tokens to last")
     )
     if last_at is None:
         print("the last token never reached the terminal")
@@ -265,7 +271,8 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
 
         quiet = [x for x in samples if x[0] <= keys_from]
         typing = [x for x in samples if x[0] >= keys_from]
-        (ui, busy, wall), (ui_typing, _, _) = share(quiet), share(typing)
+        (ui, busy, wall) = share(quiet)
+        ui_typing = share(typing)[0] if len(typing) >= 2 else float("nan")
         summary["ui_share"], summary["ui_share_typing"] = ui, ui_typing
 
         def ui_cost(lo: int, hi: int) -> float:
@@ -281,6 +288,9 @@ def run_in_terminal(tokens: int, rate: float, size: tuple[int, int] = (120, 40))
             f"UI thread while streaming     {ui * 100:.1f}% of a core ({busy:.2f} s CPU in "
             f"{wall:.2f} s, first half); {ui_typing * 100:.1f}% in the second half, with a key "
             "typed every 100 ms"
+            if keys
+            else f"UI thread while streaming     {ui * 100:.1f}% of a core ({busy:.2f} s CPU in "
+            f"{wall:.2f} s, the whole reply)"
         )
         print(
             f"UI-thread CPU per token       first 100: {early:.3f} ms, last 100: {late:.3f} ms "
@@ -494,8 +504,9 @@ def main() -> None:
     parser.add_argument("--no-long-prompt", action="store_true", help="skip part 3")
     parser.add_argument(
         "--rate-runs",
-        help="part 1's runs as 'COLS,ROWS,RATE,TOKENS ...' (default: 80x24 and 200x60 at 30 "
-        "tok/s, a CPU model's pace, then 120x40 at 500 tok/s)",
+        help="part 1's runs as 'COLS,ROWS,RATE,TOKENS[,KEYS] ...' (KEYS 0: no keys typed; "
+        "default: 80x24 and 200x60 at 30 tok/s, a CPU model's pace, then 120x40 at 500 tok/s, "
+        "then 80x24 at 100 tok/s for 1,000 tokens with no keys typed)",
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -506,9 +517,19 @@ def main() -> None:
         if args.rate_runs:
             runs = [tuple(float(x) for x in spec.split(",")) for spec in args.rate_runs.split()]
         else:
-            runs = [(80, 24, 30, 300), (200, 60, 30, 300), (120, 40, 500, args.tokens)]
-        for cols, rows, rate, tokens in runs:
-            run_in_terminal(int(tokens), rate, (int(cols), int(rows)))
+            # The last: the drawing cost per token over a 1,000-token reply with no keys
+            # typed (keys typed over the others' second half cost the UI thread too, so
+            # their last 100 tokens measure typing as well as drawing).
+            runs = [
+                (80, 24, 30, 300),
+                (200, 60, 30, 300),
+                (120, 40, 500, args.tokens),
+                (80, 24, 100, args.tokens, 0),
+            ]
+        for cols, rows, rate, tokens, *keys in runs:
+            run_in_terminal(
+                int(tokens), rate, (int(cols), int(rows)), keys=bool(keys[0]) if keys else True
+            )
             print()
     if not args.no_real and not args.no_long_prompt:
         long_prompt()

@@ -319,3 +319,22 @@ async def test_scrolling_down_mid_reply_stops_at_its_last_line():
         await wait_for(pilot, lambda: app.replies_done == 1)
         await pilot.pause(0.2)
         assert _last_line_in_view(app)  # followed again from there
+
+
+async def test_code_highlighting_is_prepared_once_the_model_is_ready():
+    """Pygments compiles a language's regular expressions on its first use (Python's
+    ~26 ms on 2 cores), which fell on the first streamed code block's draw: a thread
+    does it once the model is ready, while the user types."""
+    import threading
+
+    from pygments.lexers.python import PythonLexer
+
+    if "_tokens" in PythonLexer.__dict__:
+        del PythonLexer._tokens  # as in a new process (an earlier test highlighted Python)
+    app, _ = held_app(pause_after=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        for thread in threading.enumerate():
+            if thread.name == "warm-up":
+                thread.join(10)
+        assert "_tokens" in PythonLexer.__dict__

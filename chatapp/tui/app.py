@@ -27,7 +27,7 @@ from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
 from chatapp.store import ChatStore
-from chatapp.tui.chat import AssistantMessage, ChatPane
+from chatapp.tui.chat import AssistantMessage, ChatPane, warm_code_highlighting
 from chatapp.tui.chat_actions import ChatActions
 from chatapp.tui.commands import ChatCommands
 from chatapp.tui.events import EngineFailed, EngineReady, LoadProgress
@@ -194,6 +194,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
             self.notify(warning, title="Connection", severity="warning", timeout=15)
         capabilities = self.source.capabilities
         self.query_one(ParamPanel).mark_unsupported(capabilities.supported, capabilities.kind)
+        threading.Thread(target=warm_code_highlighting, name="warm-up", daemon=True).start()
 
     @on(EngineFailed)
     def _engine_failed(self, event: EngineFailed) -> None:
