@@ -75,28 +75,6 @@ async def test_while_streaming_the_last_line_stays_in_view_and_blank_lines_do_no
         assert chat.scroll_y == chat.max_scroll_y  # back at the chat's end
 
 
-async def test_a_draw_of_more_rows_than_the_view_scrolls_to_its_first_new_line():
-    """A draw adds at most a view less two rows (an estimate, from the text's length and
-    the width); should it add more, the follow scroll stops at its first new line rather
-    than at its last, so no row goes by unseen: the next draw's scroll goes on from there."""
-    app, source = held_app(pause_after=40)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        await _hold(pilot, source, 40)
-        chat, body = app.query_one(ChatPane), _body(app)
-        view = chat.scrollable_content_region.height
-        before = body.line_count
-        body.show(body.text + "".join(f"\n\nextra {i}" for i in range(view)))  # 2 rows each
-        await pilot.pause(0.2)
-        chat.follow(before)
-        await pilot.pause(0.2)
-        y, first_new = round(chat.scroll_y), chat._tail_top + before
-        assert y <= first_new < y + view
-        assert chat._tail_top + body.line_count - 1 >= y + view  # its last not yet in view
-        source.resume()
-        await wait_for(pilot, lambda: app.replies_done == 1)
-
-
 async def test_a_user_who_scrolls_up_mid_reply_stays_where_they_are():
     app, source = held_app(pause_after=40)
     async with app.run_test(size=(80, 24)) as pilot:

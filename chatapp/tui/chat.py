@@ -537,15 +537,9 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
             return  # all in view
         # A quarter of the view at a time: each scroll repaints the whole pane (~10 ms on
         # 2 cores) and code streams a line per token. The last line then sits a few lines
-        # above the bottom, and the lines below it fill before the next scroll. Less
-        # when the draw added more than the rest of the view holds (fast text: a draw may
-        # add up to the view less two rows): its first new line stays in view.
-        # Never past a row no frame showed: the first new line, or the first row below
-        # the view if that comes first (a draw that added more rows than estimated).
-        first_new = top + lines_before
-        unshown = first_new if y <= first_new < y + view else y + view
-        step = max(1, min(view // FOLLOW_STEP_DIVISOR, view - (last - unshown + 1)))
-        target = max(0, min(last - view + step, unshown))
+        # above the bottom, and the lines below it fill before the next scroll.
+        step = max(1, view // FOLLOW_STEP_DIVISOR)
+        target = max(0, last - view + step)
         if target > self.max_scroll_y and tail.size.height < tail.layout_height:
             # The tail just grew and the screen is not laid out again yet: the pane
             # cannot scroll that far before it is.

@@ -16,7 +16,7 @@ from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import EngineError, ReplyInterrupted, ReplyStats
 from chatapp.params import SamplingParams
-from chatapp.tui.chat import AssistantMessage, ChatPane
+from chatapp.tui.chat import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatPane
 from chatapp.tui.events import ReplyFinished
 from chatapp.tui.screen import ChatScreen
 from chatapp.tui.widgets import PromptBox
@@ -206,15 +206,14 @@ class ReplyStreaming(_Base):
         )
 
     def _room_per_draw(self) -> tuple[int, int]:
-        """The most new rows one draw may add (the chat pane's view less two rows: its
-        follow scroll then keeps the first of them in view, ChatPane.follow), and the
-        reply's width."""
+        """The most new rows one draw may add (what fits in the chat pane's view above the
+        few rows a follow scroll leaves below the last one), and the reply's width."""
         chat, reply = self._chat_pane, self._reply_widget
         if chat is None or not chat.is_mounted or reply is None:  # shutting down mid-reply
             return DRAW_LINES, 80
         view = chat.scrollable_content_region.height
         width = reply.body.content_size.width or chat.scrollable_content_region.width
-        return max(DRAW_LINES, view - 2), width
+        return max(DRAW_LINES, view - max(1, view // FOLLOW_STEP_DIVISOR) - 1), width
 
     def _show_streamed(self, final: bool = False) -> None:
         """Draw the reply so far; when it ends, draw it whole (ReplyText.set_text)."""
