@@ -45,7 +45,8 @@ async def submit(pilot, text: str) -> None:
 
 
 def update_pending(app) -> bool:
-    """Whether the screen has a change still to draw (Textual's own flags)."""
+    """Whether the screen, or a widget on it, has a change still to draw (Textual's own
+    flags: a widget tells the screen of its change at its own idle moment)."""
     screen = app.screen
     return bool(
         screen._layout_required
@@ -54,6 +55,10 @@ def update_pending(app) -> bool:
         or screen._dirty_widgets
         or screen._compositor._dirty_regions
         or app._batch_count
+        or any(
+            widget._layout_required or widget._repaint_required or widget._scroll_required
+            for widget in screen.walk_children()
+        )
     )
 
 
@@ -65,7 +70,20 @@ async def send(pilot, text: str) -> None:
     await submit(pilot, text)
     await wait_for(pilot, lambda: app.replies_done > done, timeout=120)
     await pilot.pause(0.05)
-    await wait_for(pilot, lambda: not update_pending(app))
+    await wait_for(pilot, lambda: not update_pending(app) and scrollbar_settled(app))
+
+
+def scrollbar_settled(app) -> bool:
+    """Whether the chat shows its scrollbar exactly when its content overflows (the
+    scrollbar goes a layout after a finished reply shrinks to its exact height)."""
+    from chatapp.tui.chat import ChatPane
+
+    panes = app.screen.query(ChatPane)
+    if not panes:
+        return True
+    chat = panes.first()
+    overflows = chat.virtual_size.height > chat.scrollable_content_region.height
+    return chat.show_vertical_scrollbar == overflows
 
 
 async def start_reply(pilot, text: str, timeout: float = 60) -> None:
