@@ -23,7 +23,7 @@ PIECES = ["```\n"] + [f"line {i}\n" for i in range(200)] + ["```\n"]
 async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, str]:
     """Stream PIECES; count, while the reply streams, the partial updates and the times
     the message box and the panel were asked for lines in them."""
-    source = FakeTokenSource(PIECES, 120)  # a few lines a draw
+    source = FakeTokenSource(PIECES, 80)  # a few lines a draw
     app = ChatApp(lambda progress: source)
     counts = {"others": 0, "partial": 0}
     async with app.run_test(size=size) as pilot:
