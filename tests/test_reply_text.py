@@ -197,32 +197,6 @@ async def test_a_long_reply_grows_in_steps_that_grow_with_it(monkeypatch):
     assert all(height >= lines + 24 for lines, height in heights), heights
 
 
-async def test_the_chat_s_scrollbar_appearing_does_not_draw_the_reply_again(monkeypatch):
-    """The chat keeps room for its scrollbar: when a streaming reply outgrows the view
-    and the scrollbar appears, the text's width stays, and the reply is not rendered again
-    whole at a new width (a second layout and a re-render of all its lines)."""
-    from chatapp.tui.chat import ReplyText
-
-    renders: list[tuple[int, bool]] = []
-    render = ReplyText._render
-
-    def counting(self, width: int) -> None:
-        renders.append((width, self.streaming))
-        render(self, width)
-
-    monkeypatch.setattr(ReplyText, "_render", counting)
-    app, source = held_app(pause_after=len(PIECES) - 3)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        await submit(pilot, "go")
-        await wait_for(pilot, lambda: source.paused.is_set())
-        await wait_for(pilot, lambda: app.query_one(ChatPane).show_vertical_scrollbar)
-        await pilot.pause(0.2)
-        assert not [r for r in renders if r[1]], renders  # drawn as it came, never again
-        source.resume()
-        await wait_for(pilot, lambda: app.replies_done == 1)
-
-
 async def test_the_message_box_cursor_holds_still_while_a_reply_streams():
     """Its blink would repaint the box twice a second while the reply draws."""
     from chatapp.tui.widgets import PromptBox
