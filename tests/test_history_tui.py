@@ -3,13 +3,15 @@ the chats screen (search, open, rename, delete), copying, long chats, a damaged 
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from chatapp import paths
 from chatapp.store import ChatStore
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat import SHOWN_AT_OPEN, AssistantMessage, ChatPane, UserMessage
 from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.lens import LensView
-from tests.tui_helpers import fake_app, ready, send, set_field, wait_for
+from tests.tui_helpers import fake_app, ready, send, set_field, submit, wait_for
 
 
 async def _chat_and_quit() -> None:
@@ -222,6 +224,16 @@ def test_app_module_stays_small():
     assert ChatApp.__mro__[1].__name__ == "LensControls"
 
 
+@asynccontextmanager
+async def _reopened_reply():
+    """The last chat continued in a new app (after a quit): its last reply."""
+    again, _ = fake_app(["x"], continue_last=True)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.1)
+        yield again.query_one(AssistantMessage)
+
+
 async def test_quitting_mid_reply_keeps_the_partial_reply_marked_stopped():
     from chatapp.engine.fake import FakeTokenSource
 
@@ -234,11 +246,7 @@ async def test_quitting_mid_reply_keeps_the_partial_reply_marked_stopped():
         await wait_for(pilot, lambda: source.paused.is_set())
         await pilot.pause(0.2)
         await pilot.press("ctrl+q")
-    again, _ = fake_app(["x"], continue_last=True)
-    async with again.run_test(size=(120, 40)) as pilot:
-        await ready(pilot)
-        await pilot.pause(0.1)
-        reply = again.query_one(AssistantMessage)
+    async with _reopened_reply() as reply:
         assert reply.version.status == "stopped"
         assert reply.text == "".join(f"w{i} " for i in range(7))
         assert reply.has_class("-stopped")
@@ -266,15 +274,10 @@ async def test_quitting_while_a_fast_reply_s_end_is_drawn_keeps_it_whole_and_don
     app._drain = a_screen_that_never_catches_up
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        app.query_one("#prompt").insert("go on")
-        await pilot.press("enter")
+        await submit(pilot, "go on")
         await wait_for(pilot, lambda: drawing.is_set(), timeout=30)
         assert app.generating  # its end not drawn yet
         await pilot.press("ctrl+q")
-    again, _ = fake_app(["x"], continue_last=True)
-    async with again.run_test(size=(120, 40)) as pilot:
-        await ready(pilot)
-        await pilot.pause(0.1)
-        reply = again.query_one(AssistantMessage)
+    async with _reopened_reply() as reply:
         assert reply.version.status == "done"
         assert reply.version.text == "".join(pieces)
