@@ -8,8 +8,9 @@ Rows:
   float32 copy;
 - engine MODE: chatapp's own streaming path (``LocalEngine.stream_reply``, greedy like
   the raw rows or the seed's sampling values with --seed-sampling, EOS off, no KV reuse) for every ``--quant`` mode that runs on the CPU:
-  none (in this machine's auto dtype), int8-dynamic (what ``--quant auto`` picks here),
-  bitsandbytes 8bit and 4bit.
+  none (in this machine's auto dtype), none+steps (the same with bf16's one-token decode
+  steps outside oneDNN, as auto runs them on the CPU), int8-dynamic (what ``--quant auto``
+  picks here for the app), bitsandbytes 8bit and 4bit.
 
 Per row: load seconds, prefill tok/s (a --prompt-token prompt to its first token),
 decode tok/s (--tokens tokens after the first, short prompt), time to first token of a
@@ -114,7 +115,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--emulate-avx2", action="store_true")
     parser.add_argument(
-        "--modes", default="none,int8-dynamic,8bit,4bit", help="MODE or MODE:DTYPE, comma-separated"
+        "--modes",
+        default="none,none+steps,int8-dynamic,8bit,4bit",
+        help="MODE or MODE:DTYPE, comma-separated; MODE+steps: bf16 one-token decode steps "
+        "outside oneDNN, as --quant auto runs them on the CPU",
     )
     parser.add_argument("--seed-sampling", action="store_true", help="engine rows sample")
     args = parser.parse_args()
@@ -136,6 +140,7 @@ def main() -> None:
     from chatapp.engine import LocalEngine
     from chatapp.engine.closeness import closeness_ids, compare, next_token_logprobs
     from chatapp.engine.loading import (
+        OneTokenStepsWithoutOneDNN,
         cpu_has_native_bf16,
         fbgemm_reduce_range,
         load_model,
@@ -160,6 +165,8 @@ def main() -> None:
         }
 
     base = load_model("bundled", quant="none", dtype="bfloat16")
+    if base.one_token_steps is not None:  # the raw rows run as plain transformers does
+        base.one_token_steps.remove()
     tokenizer = base.tokenizer
     long_ids = tokenizer(LONG_TEXT * 60, return_tensors="pt").input_ids[:, : args.prompt]
     long_text = tokenizer.decode(long_ids[0, 1:])
@@ -180,7 +187,14 @@ def main() -> None:
 
         def build(mode=mode):
             quant, _, dtype = mode.partition(":")  # e.g. int8-dynamic:float32
+            quant, steps, _ = quant.partition("+steps")
             engine = LocalEngine.load("bundled", quant=quant, dtype=dtype or "auto")
+            if (
+                steps
+                and engine.loaded.one_token_steps is None
+                and engine.loaded.dtype == "bfloat16"
+            ):
+                engine.loaded.one_token_steps = OneTokenStepsWithoutOneDNN(engine.model)
             runner = Engine(engine, long_text, args.tokens, args.seed_sampling)
             return runner, engine.model, engine.loaded.load_seconds
 

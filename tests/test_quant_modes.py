@@ -198,3 +198,41 @@ def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
         device = __import__("torch").device("cuda")
 
     assert _first_chunk(OnGpu()) == GPU_CHUNK
+
+
+def test_auto_runs_bf16_decode_steps_outside_onednn_and_stays_close(engine, reference):
+    """auto's bf16 on the CPU: every one-token forward pass runs with oneDNN off, every
+    longer one (the prompt) with it on, the switch is put back after each pass (also when
+    one fails), the output stays close to plain bf16, and a mode named with --quant
+    computes as plain transformers does (no switch)."""
+    import torch
+
+    from chatapp.engine import LocalEngine
+    from chatapp.engine.closeness import next_token_logprobs
+
+    assert engine.loaded.one_token_steps is None  # the fixture named --quant none
+    auto = LocalEngine.load("bundled", quant="auto", dtype="bfloat16", reply_tokens=8)
+    assert auto.loaded.quant == "none" and auto.loaded.one_token_steps is not None
+    assert "decode steps without oneDNN" in auto.describe()
+    seen: list[tuple[int, bool]] = []
+    layer = auto.model.model.layers[0]
+    probe = layer.register_forward_pre_hook(
+        lambda module, args: seen.append((args[0].shape[1], torch.backends.mkldnn.enabled))
+    )
+    try:
+        assert torch.backends.mkldnn.enabled
+        stats = auto.stream_reply(HELLO, GREEDY.replace(max_new_tokens=4))
+        assert stats.new_tokens == 4
+        assert seen[0][0] > 1 and seen[0][1] is True  # the prompt: oneDNN
+        assert [enabled for tokens, enabled in seen[1:]] == [False] * 3  # the steps: not
+        assert all(tokens == 1 for tokens, _ in seen[1:])
+        assert torch.backends.mkldnn.enabled  # put back
+        with pytest.raises(IndexError):  # a pass that fails puts it back too
+            auto.model(input_ids=torch.tensor([[10**7]]))
+        assert torch.backends.mkldnn.enabled
+        result = compare(
+            reference, next_token_logprobs(auto.model, closeness_ids(engine.tokenizer))
+        )
+        assert result.close(), str(result)
+    finally:
+        probe.remove()

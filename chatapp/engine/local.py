@@ -155,6 +155,10 @@ class LocalEngine:
         self.defer_stop_check = (
             compile and self.model.device.type == "cuda" and _allow_deferred_stop_check()
         )
+        if compile and loaded.one_token_steps is not None:
+            # torch.compile traces the forward pass: no process-wide switch inside it.
+            loaded.one_token_steps.remove()
+            loaded.one_token_steps = None
         if compile:
             self._runner = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="chatapp-generate"
