@@ -8,9 +8,9 @@ Rows:
   float32 copy;
 - engine MODE: chatapp's own streaming path (``LocalEngine.stream_reply``, greedy like
   the raw rows or the seed's sampling values with --seed-sampling, EOS off, no KV reuse) for every ``--quant`` mode that runs on the CPU:
-  none (in this machine's auto dtype), none+steps (the same with bf16's one-token decode
-  steps outside oneDNN, as auto runs them on the CPU), int8-dynamic (what ``--quant auto``
-  picks here for the app), bitsandbytes 8bit and 4bit.
+  none (in this machine's auto dtype), MODE+auto (MODE as ``--quant auto`` runs it on the
+  CPU: bf16's one-token decode steps outside oneDNN, sampling among the stages'
+  survivors), int8-dynamic (what auto picks here for the app), bitsandbytes 8bit and 4bit.
 
 Per row: load seconds, prefill tok/s (a --prompt-token prompt to its first token),
 decode tok/s (--tokens tokens after the first, short prompt), time to first token of a
@@ -116,9 +116,10 @@ def main() -> None:
     parser.add_argument("--emulate-avx2", action="store_true")
     parser.add_argument(
         "--modes",
-        default="none,none+steps,int8-dynamic,8bit,4bit",
-        help="MODE or MODE:DTYPE, comma-separated; MODE+steps: bf16 one-token decode steps "
-        "outside oneDNN, as --quant auto runs them on the CPU",
+        default="none,none+auto,int8-dynamic+auto,8bit,4bit",
+        help="MODE or MODE:DTYPE, comma-separated; MODE+auto: MODE as --quant auto runs it "
+        "on the CPU (bf16 one-token decode steps outside oneDNN, sampling among the stages' "
+        "survivors)",
     )
     parser.add_argument("--seed-sampling", action="store_true", help="engine rows sample")
     args = parser.parse_args()
@@ -187,14 +188,12 @@ def main() -> None:
 
         def build(mode=mode):
             quant, _, dtype = mode.partition(":")  # e.g. int8-dynamic:float32
-            quant, steps, _ = quant.partition("+steps")
+            quant, auto, _ = quant.partition("+auto")
             engine = LocalEngine.load("bundled", quant=quant, dtype=dtype or "auto")
-            if (
-                steps
-                and engine.loaded.one_token_steps is None
-                and engine.loaded.dtype == "bfloat16"
-            ):
-                engine.loaded.one_token_steps = OneTokenStepsWithoutOneDNN(engine.model)
+            if auto:
+                engine.survivor_sampling = True
+                if engine.loaded.one_token_steps is None and engine.loaded.dtype == "bfloat16":
+                    engine.loaded.one_token_steps = OneTokenStepsWithoutOneDNN(engine.model)
             runner = Engine(engine, long_text, args.tokens, args.seed_sampling)
             return runner, engine.model, engine.loaded.load_seconds
 

@@ -82,15 +82,32 @@ FAST_MODE_CASES = ["seed", "min_p", "greedy"]
     [(case, "engine") for case in CASES] + [(case, "engine_int8") for case in FAST_MODE_CASES],
     ids=[*CASES, *(f"{case}-int8-dynamic" for case in FAST_MODE_CASES)],
 )
-def test_lens_shows_the_distribution_generate_samples_from(request, case, which):
-    """Each step's last column equals softmax of the scores generate itself sampled from,
-    in the CPU's fast quantized mode too."""
+def test_lens_shows_the_distribution_generate_samples_from(request, case, which, monkeypatch):
+    """Each step's last column equals softmax of the scores the token was drawn from:
+    generate's own draw, or, where auto samples among the survivors (the CPU's fast
+    quantized mode), that draw's."""
     import torch
+
+    from chatapp.engine import local, sampling
 
     engine = request.getfixturevalue(which)
     params, _ = CASES[case]
     recorder = LensRecorder()
     engine.reset()  # a fresh prefill, as the plain generate call below makes
+    if engine.survivor_sampling and params.do_sample:
+        draws: list[tuple[object, int]] = []
+
+        class Recorded(sampling.DrawAmongSurvivors):
+            def __call__(self, input_ids, scores):
+                out = super().__call__(input_ids, scores)
+                draws.append((scores.clone(), int(out[0].argmax())))
+                return out
+
+        monkeypatch.setattr(local, "DrawAmongSurvivors", Recorded)
+        recorded = engine.stream_reply(PROMPT, params, lens=recorder)
+        assert [token for _, token in draws] == recorded.token_ids
+        _assert_lens_matches(recorder, [scores for scores, _ in draws])
+        return
     recorded = engine.stream_reply(PROMPT, params, lens=recorder)
     input_ids = engine.prompt_ids(PROMPT)
     if params.do_sample and params.seed is not None:
@@ -105,13 +122,19 @@ def test_lens_shows_the_distribution_generate_samples_from(request, case, which)
         )
     generated = out.sequences[0, input_ids.shape[1] :].tolist()
     assert generated == recorded.token_ids
-    assert len(out.scores) == len(recorder.steps)
-    for step, scores in zip(recorder.steps, out.scores, strict=True):
+    _assert_lens_matches(recorder, out.scores)
+
+
+def _assert_lens_matches(recorder, drawn_from) -> None:
+    import torch
+
+    assert len(drawn_from) == len(recorder.steps)
+    for step, scores in zip(recorder.steps, drawn_from, strict=True):
         probs = torch.softmax(scores[0].float(), dim=-1)
         for candidate in step.candidates:
             assert candidate.probs[-1] == pytest.approx(
                 float(probs[candidate.token_id]), abs=1e-4
-            ), (case, step.index, candidate.label)
+            ), (step.index, candidate.label)
         assert step.sampled_prob == pytest.approx(float(probs[step.sampled_id]), abs=1e-4)
 
 

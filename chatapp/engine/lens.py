@@ -25,6 +25,7 @@ STAGE_NAMES = {
     "TemperatureLogitsWarper": "temperature",
     "TopKLogitsWarper": "top_k",
     "TopPLogitsWarper": "top_p",
+    "SurvivorTopP": "top_p",
     "MinPLogitsWarper": "min_p",
     "TypicalLogitsWarper": "typical_p",
 }

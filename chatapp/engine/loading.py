@@ -38,7 +38,8 @@ AUTO_RULE = (
     "close to bf16), but none for a one-shot --prompt reply under 256 tokens (making the "
     "int8 copy would take longer than it saves); in bf16 on the CPU, auto also runs the "
     "one-token decode steps outside oneDNN (greedy decode 23.9 tok/s against 12.9, KL "
-    "0.002 bits to plain bf16); on CUDA ao-int8 with the fast path "
+    "0.002 bits to plain bf16), and auto samples among the survivors of top-k/top-p on the "
+    "CPU (the same distribution; a seed draws other replies than plain generate); on CUDA ao-int8 with the fast path "
     "(--compile) when torchao is installed (an H200, gemma-2b shape: 161 tok/s, 47 "
     "without the fast path), else the seed's 8bit (17 tok/s)"
 )
@@ -79,6 +80,7 @@ class LoadedModel:
     quant_reason: str = ""  # why --quant auto chose this mode ("" when it was asked for)
     int8: Any = None  # int8-dynamic's Int8Copy
     one_token_steps: Any = None  # OneTokenStepsWithoutOneDNN, where it is installed
+    auto: bool = False  # --quant auto chose the mode (auto may trade bit-exactness for speed)
 
 
 def cuda_available() -> bool:
@@ -738,6 +740,7 @@ def load_model(
         quant_reason=quant_reason,
         int8=int8,
         one_token_steps=one_token_steps,
+        auto=chosen_by_auto,
     )
 
 

@@ -37,6 +37,7 @@ from chatapp.engine.lens import (
 )
 from chatapp.engine.loading import LoadedModel, ProgressFn, _no_progress, _quiet, load_model
 from chatapp.engine.protocol import Capabilities, FinishReason, ReplyStats, describe_loaded
+from chatapp.engine.sampling import DrawAmongSurvivors, survivor_stages
 from chatapp.engine.streaming import ReplyStreamer, StopOnEvent, StopOnText
 from chatapp.params import PARAMS, SamplingParams
 
@@ -133,6 +134,9 @@ class LocalEngine:
         self.preamble = DIALOGUE_PREAMBLE
         self.warnings: list[str] = []
         self.reuse_cache = True  # off: every request prefills from scratch (benchmarks)
+        # A sampled reply draws among the stages' survivors (chatapp.engine.sampling): on
+        # the CPU, where auto chose the mode.
+        self.survivor_sampling = loaded.auto and self.model.device.type == "cpu"
         self.prefill_chunk = _first_chunk(self.model)  # the CPU's then follows its speed
         self._lock = threading.Lock()
         self._cancel = threading.Event()  # the running request's stop flag
@@ -377,7 +381,7 @@ class LocalEngine:
             ids = torch.cat([prompt, prefix], dim=1)
             with torch.inference_mode():
                 logits = self.model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
-                processors = build_processors(self.model, self.generation_config(params), ids)
+                processors = self._stages(params, ids)
                 _, record, logprobs = analyze_step(
                     step, ids, logits, processors, self.tokenizer, top_n
                 )
@@ -409,7 +413,7 @@ class LocalEngine:
             reply = [int(t) for t in token_ids]
             ids = torch.tensor([prompt + reply], dtype=torch.long, device=self.model.device)
             first = len(prompt) - 1  # this position's logits give the reply's first token
-            processors = build_processors(self.model, self.generation_config(params), ids)
+            processors = self._stages(params, ids)
             decoder = IncrementalDecoder(self.tokenizer)
             steps: list[StepRecord] = []
             cache = self._new_cache()
@@ -447,6 +451,11 @@ class LocalEngine:
             return steps
         finally:
             self._lock.release()
+
+    def _stages(self, params: SamplingParams, ids: Any) -> Any:
+        """The sampling stages as a reply with these values applies them."""
+        stages = build_processors(self.model, self.generation_config(params), ids)
+        return survivor_stages(stages) if self.survivor_sampling else stages
 
     def _lens_config(self, params: SamplingParams) -> Any:
         """Every stage at its spec's neutral value: the lens pipeline applies the real ones."""
@@ -624,13 +633,21 @@ class LocalEngine:
             if self.compiled:
                 config.compile_config = self._compile_config
             extra: dict[str, Any] = {}
-            if lens is not None:
-                lens.tokenizer = self.tokenizer
-                stages = build_processors(self.model, config, input_ids)
-                pipeline = LensPipeline(stages, lens)
-                processors = [pipeline, *(logits_processor or [])]
+            survivors = self.survivor_sampling and params.do_sample
+            if lens is not None or survivors:
+                # generate runs with every stage neutral; the stages run here, in order
+                # (through the lens when it records), then the draw among their survivors.
+                stages = self._stages(params, input_ids)
+                if lens is not None:
+                    lens.tokenizer = self.tokenizer
+                    stages = [LensPipeline(stages, lens)]
+                processors = [*stages, *(logits_processor or [])]
+                if survivors:
+                    processors.append(DrawAmongSurvivors())
+                    config = self._lens_config(params.replace(do_sample=False))
+                else:
+                    config = self._lens_config(params)
                 extra["logits_processor"] = LogitsProcessorList(processors)
-                config = self._lens_config(params)
                 if self.compiled:
                     config.compile_config = self._compile_config
             elif logits_processor is not None:
