@@ -35,7 +35,7 @@ QUANT_MODES = {
 }
 AUTO_RULE = (
     "auto: int8-dynamic on the CPU (measured fastest there: about 2x bf16's decode, output "
-    "close to bf16), but none for a one-shot --prompt reply under 256 tokens (making the "
+    "close to bf16), but none for a one-shot --prompt reply under 768 tokens (making the "
     "int8 copy would take longer than it saves); in bf16 on the CPU, auto also runs the "
     "one-token decode steps outside oneDNN (greedy decode 23.9 tok/s against 12.9, KL "
     "0.002 bits to plain bf16), and auto samples among the survivors of top-k/top-p on the "
@@ -126,9 +126,10 @@ def has_sliding_layers(config: Any) -> bool:
     return "sliding_attention" in types or bool(getattr(config, "sliding_window", None))
 
 
-# Making int8-dynamic's int8 copy of the bundled model takes ~3-5 s on 2 cores and saves
-# ~25 ms per decoded token: a single reply shorter than this is faster without it.
-QUANT_PAYS_AFTER_TOKENS = 256
+# Making int8-dynamic's int8 copy of the bundled model took 4.7 s on 2 cores; each token
+# then costs ~6.5 ms less than bf16 as auto runs it (seed sampling: 26.6 against 22.7
+# tok/s, bench/engine_modes.py): a single reply shorter than this is faster without it.
+QUANT_PAYS_AFTER_TOKENS = 768
 
 
 def _torchao_available() -> bool:
