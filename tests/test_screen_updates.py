@@ -20,12 +20,13 @@ from tests.tui_helpers import ready, send, update_pending, wait_for
 PIECES = ["```\n"] + [f"line {i}\n" for i in range(200)] + ["```\n"]
 
 
-async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, str]:
-    """Stream PIECES; count, while the reply streams, the partial updates and the times
-    the message box and the panel were asked for lines in them."""
+async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, int, str]:
+    """Stream PIECES; count, while the reply streams, the partial updates, the times the
+    message box and the panel were asked for lines in them, and the whole-screen
+    updates."""
     source = FakeTokenSource(PIECES, 80)  # a few lines a draw
     app = ChatApp(lambda progress: source)
-    counts = {"others": 0, "partial": 0}
+    counts = {"others": 0, "partial": 0, "full": 0}
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         screen = app.screen
@@ -55,21 +56,31 @@ async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, str]:
             return render_lines
 
         compositor.render_partial_update = counted_partial
+        full = compositor.render_full_update
+
+        def counted_full(*args, **kwargs):
+            counts["full"] += streaming()
+            return full(*args, **kwargs)
+
+        compositor.render_full_update = counted_full
         prompt, panel = app.query_one(PromptBox), app.query_one(ParamPanel)
         prompt.render_lines = counted(prompt.render_lines)
         panel.render_lines = counted(panel.render_lines)
         await send(pilot, "go")
         text = app.query(AssistantMessage).last().body.text
-    return counts["others"], counts["partial"], text
+    return counts["others"], counts["partial"], counts["full"], text
 
 
 async def test_a_streamed_draw_does_not_render_the_widgets_it_does_not_change():
     for size in ((80, 24), (200, 60)):
-        others, partial, text = await _stream_and_count(size)
+        others, partial, full, text = await _stream_and_count(size)
         assert text == "".join(PIECES)  # it streamed whole
         assert partial >= 10, partial  # many draws, scrolls and growths were seen
         # Without UpdateCompositor: the message box and the panel at every draw.
         assert others == 0, (size, others)
+        # Without its reflow overrides: the whole screen at the first scroll after
+        # each growth of the reply.
+        assert full == 0, (size, full, partial)
 
 
 def test_the_textual_methods_it_overrides_still_exist():
@@ -77,7 +88,10 @@ def test_the_textual_methods_it_overrides_still_exist():
     leave the app drawing as before, slower, with nothing failing but this."""
     assert callable(Compositor._get_renders)
     assert callable(Compositor.render_partial_update)
-    assert hasattr(Compositor(), "_dirty_regions")
+    assert callable(Compositor.reflow) and callable(Compositor.reflow_visible)
+    compositor = Compositor()
+    for name in ("_dirty_regions", "_visible_map", "_full_map", "_full_map_invalidated"):
+        assert hasattr(compositor, name), name
 
 
 class _Terminal:

@@ -1,4 +1,5 @@
-"""The main screen, with a compositor that draws a partial update from only what it covers.
+"""The main screen, with a compositor that draws a partial update from only what it covers,
+and a scroll after a layout from only what moved.
 
 Textual (8.2) draws a partial update (a few lines of a streaming reply) by asking every
 visible widget whose *container* overlaps the box around the update for all of its visible
@@ -29,6 +30,30 @@ from textual.strip import Strip
 
 class UpdateCompositor(Compositor):
     _updating: list[Region] | None = None  # the regions of the partial update under way
+    # The full map is the geometry last drawn: a layout arranged it and no scroll has
+    # been drawn since.
+    _full_map_drawn = False
+
+    def reflow(self, parent, size):  # noqa: ANN001, ANN201 - Textual's ReflowResult
+        """Textual's layout, which arranges the full map, but leaves it marked stale when a
+        scroll's reflow came before: the next lookup of a widget's region (every widget's
+        size is checked right after a layout) arranged the whole screen again, for
+        nothing."""
+        result = super().reflow(parent, size)
+        self._full_map_invalidated = False
+        self._full_map_drawn = True
+        return result
+
+    def reflow_visible(self, parent, size):  # noqa: ANN001, ANN201 - set[Widget]
+        """Textual's scroll reflow compares the visible widgets' geometry with the last
+        scroll's, and after a layout (which forgets it) with nothing, so every widget
+        counted as changed and the whole screen was drawn again: a layout and a follow
+        scroll come together at every draw of a growing reply. Compared with the layout's
+        full map instead, only what moved is drawn."""
+        if self._visible_map is None and self._full_map_drawn and not self._full_map_invalidated:
+            self._visible_map = self._full_map
+        self._full_map_drawn = False
+        return super().reflow_visible(parent, size)
 
     def render_partial_update(self):  # noqa: ANN201 - Textual's ChopsUpdate | None
         self._updating = list(self._dirty_regions)
