@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import ANSI, SEED_PROMPT, PtyChild  # noqa: E402
+from bench_common import ANSI, SEED_PROMPT, PtyChild, disable_eos  # noqa: E402
 
 MARKERS = "QZXJVK"  # typed while streaming: never part of the reply or the redrawn chrome
 
@@ -314,6 +314,12 @@ async def real_model(
 
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)
+    # Every reply is exactly --real-tokens long, in the app and direct: the same work.
+    # (A reply after a reused prompt is drawn from logits that differ in the last bits
+    # from a fresh prefill's, so one seed could give a 9-token reply in one and a 38-token
+    # reply in the other, and time-to-first-token weighs more in the short one.)
+    disable_eos(engine)
+    engine.chat_format = "raw"  # no dialogue stop strings either
     params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=tokens, seed=0)
     engine.stream_reply([Message("user", SEED_PROMPT)], params)  # warm-up
     return await real_model_on(engine, params, tokens, runs)
