@@ -141,10 +141,10 @@ def main() -> None:
     from chatapp.engine import LocalEngine
     from chatapp.engine.closeness import closeness_ids, compare, next_token_logprobs
     from chatapp.engine.loading import (
-        OneTokenStepsWithoutOneDNN,
         cpu_has_native_bf16,
         fbgemm_reduce_range,
         load_model,
+        run_as_auto,
         silence_libraries,
     )
 
@@ -165,9 +165,7 @@ def main() -> None:
             "runs": [],
         }
 
-    base = load_model("bundled", quant="none", dtype="bfloat16")
-    if base.one_token_steps is not None:  # the raw rows run as plain transformers does
-        base.one_token_steps.remove()
+    base = load_model("bundled", quant="none", dtype="bfloat16")  # as plain transformers
     tokenizer = base.tokenizer
     long_ids = tokenizer(LONG_TEXT * 60, return_tensors="pt").input_ids[:, : args.prompt]
     long_text = tokenizer.decode(long_ids[0, 1:])
@@ -191,9 +189,7 @@ def main() -> None:
             quant, auto, _ = quant.partition("+auto")
             engine = LocalEngine.load("bundled", quant=quant, dtype=dtype or "auto")
             if auto:
-                engine.survivor_sampling = True
-                if engine.loaded.one_token_steps is None and engine.loaded.dtype == "bfloat16":
-                    engine.loaded.one_token_steps = OneTokenStepsWithoutOneDNN(engine.model)
+                run_as_auto(engine.loaded)
             runner = Engine(engine, long_text, args.tokens, args.seed_sampling)
             return runner, engine.model, engine.loaded.load_seconds
 

@@ -600,10 +600,9 @@ class OneTokenStepsWithoutOneDNN:
     and float32 decode was a little slower without it (7.5-7.7 against 8.3), so this is
     for bf16 only. The switch is torch's process-wide flag: set before each forward pass
     of one token and put back after it, so every other pass (a prompt, a second model in
-    the same process) runs as before. ``on = False`` leaves oneDNN on (benchmarks)."""
+    the same process) runs as before."""
 
     def __init__(self, model: Any) -> None:
-        self.on = True
         self._saved: list[bool] = []
         self._handles = (
             model.register_forward_pre_hook(self._before, with_kwargs=True),
@@ -621,7 +620,7 @@ class OneTokenStepsWithoutOneDNN:
         import torch
 
         self._saved.append(torch.backends.mkldnn.enabled)
-        if self.on and self._tokens(args, kwargs) == 1:
+        if self._tokens(args, kwargs) == 1:
             torch.backends.mkldnn.enabled = False
 
     def _after(self, module: Any, args: tuple[Any, ...], output: Any) -> None:
@@ -633,6 +632,17 @@ class OneTokenStepsWithoutOneDNN:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+def run_as_auto(loaded: LoadedModel) -> None:
+    """What ``--quant auto`` adds to the mode it chose (auto may trade bit-exactness for
+    speed; a mode named on the command line computes exactly as plain transformers does,
+    so --quant none reproduces the tutorial's cell token for token): bf16 decode steps
+    outside oneDNN on the CPU here, and sampling among the survivors in the engine
+    (``LocalEngine.survivor_sampling``)."""
+    loaded.auto = True
+    if loaded.device == "cpu" and loaded.dtype == "bfloat16" and loaded.one_token_steps is None:
+        loaded.one_token_steps = OneTokenStepsWithoutOneDNN(loaded.model)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -723,14 +733,7 @@ def load_model(
     model.eval()
     device = str(next(model.parameters()).device)
     dtype_name = str(torch_dtype).replace("torch.", "")
-    one_token_steps = None
-    if chosen_by_auto and device == "cpu" and dtype_name == "bfloat16":
-        # Only where auto chose: a mode named on the command line computes exactly as plain
-        # transformers does (--quant none reproduces the tutorial's cell token for token).
-        one_token_steps = OneTokenStepsWithoutOneDNN(model)
-        if quant == "none":
-            quant_reason += "; decode steps without oneDNN (~1.8x faster here)"
-    return LoadedModel(
+    loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
         name=name,
@@ -740,9 +743,12 @@ def load_model(
         load_seconds=time.perf_counter() - start,
         quant_reason=quant_reason,
         int8=int8,
-        one_token_steps=one_token_steps,
-        auto=chosen_by_auto,
     )
+    if chosen_by_auto:
+        run_as_auto(loaded)
+        if quant == "none" and loaded.one_token_steps is not None:
+            loaded.quant_reason += "; decode steps without oneDNN (~1.8x faster here)"
+    return loaded
 
 
 def classify_load_error(name: str, exc: BaseException) -> ModelLoadError:

@@ -134,9 +134,6 @@ class LocalEngine:
         self.preamble = DIALOGUE_PREAMBLE
         self.warnings: list[str] = []
         self.reuse_cache = True  # off: every request prefills from scratch (benchmarks)
-        # A sampled reply draws among the stages' survivors (chatapp.engine.sampling): on
-        # the CPU, where auto chose the mode.
-        self.survivor_sampling = loaded.auto and self.model.device.type == "cpu"
         self.prefill_chunk = _first_chunk(self.model)  # the CPU's then follows its speed
         self._lock = threading.Lock()
         self._cancel = threading.Event()  # the running request's stop flag
@@ -228,6 +225,12 @@ class LocalEngine:
         return time.perf_counter() - start
 
     # -- what it is -----------------------------------------------------------------------
+    @property
+    def survivor_sampling(self) -> bool:
+        """A sampled reply draws among the stages' survivors (chatapp.engine.sampling): on
+        the CPU, where auto chose the mode."""
+        return self.loaded.auto and self.model.device.type == "cpu"
+
     @property
     def capabilities(self) -> Capabilities:
         return LOCAL_CAPABILITIES
@@ -381,7 +384,7 @@ class LocalEngine:
             ids = torch.cat([prompt, prefix], dim=1)
             with torch.inference_mode():
                 logits = self.model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
-                processors = self._stages(params, ids)
+                processors = self._stages(self.generation_config(params), ids)
                 _, record, logprobs = analyze_step(
                     step, ids, logits, processors, self.tokenizer, top_n
                 )
@@ -413,7 +416,7 @@ class LocalEngine:
             reply = [int(t) for t in token_ids]
             ids = torch.tensor([prompt + reply], dtype=torch.long, device=self.model.device)
             first = len(prompt) - 1  # this position's logits give the reply's first token
-            processors = self._stages(params, ids)
+            processors = self._stages(self.generation_config(params), ids)
             decoder = IncrementalDecoder(self.tokenizer)
             steps: list[StepRecord] = []
             cache = self._new_cache()
@@ -452,9 +455,9 @@ class LocalEngine:
         finally:
             self._lock.release()
 
-    def _stages(self, params: SamplingParams, ids: Any) -> Any:
-        """The sampling stages as a reply with these values applies them."""
-        stages = build_processors(self.model, self.generation_config(params), ids)
+    def _stages(self, config: Any, ids: Any) -> Any:
+        """The sampling stages as a reply with this generation config applies them."""
+        stages = build_processors(self.model, config, ids)
         return survivor_stages(stages) if self.survivor_sampling else stages
 
     def _lens_config(self, params: SamplingParams) -> Any:
@@ -637,7 +640,7 @@ class LocalEngine:
             if lens is not None or survivors:
                 # generate runs with every stage neutral; the stages run here, in order
                 # (through the lens when it records), then the draw among their survivors.
-                stages = self._stages(params, input_ids)
+                stages = self._stages(config, input_ids)
                 if lens is not None:
                     lens.tokenizer = self.tokenizer
                     stages = [LensPipeline(stages, lens)]
