@@ -92,24 +92,21 @@ def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(ti
         caller.join()
     assert len(set(threads)) == 1 and threads[0].startswith("chatapp-generate"), threads
 
-    # On CUDA the fast path asks generate to read each step's token a step late (not with
-    # the lens): the flag is up on the generating thread during such a reply only.
+    # On CUDA the fast path asks generate to read each step's token a step late, with the
+    # lens too (the app always passes a recorder): the flag is up on the generating
+    # thread during such a reply only.
     from chatapp.engine import local
 
     fast.defer_stop_check = True  # as on CUDA (here generate keeps its own check: a CPU)
-    seen: list[bool] = []
-    fast.stream_reply(
-        FIRST,
-        GREEDY.replace(max_new_tokens=3),
-        lambda p: seen.append(getattr(local._deferral, "on", False)),
-    )
-    fast.stream_reply(
-        FIRST,
-        GREEDY.replace(max_new_tokens=3),
-        lambda p: seen.append(getattr(local._deferral, "on", False)),
-        lens=LensRecorder(),
-    )
-    assert seen and seen[0] is True and seen[-1] is False
+    seen: dict[str, list[bool]] = {"plain": [], "lens": []}
+    for kind, lens in (("plain", None), ("lens", LensRecorder())):
+        fast.stream_reply(
+            FIRST,
+            GREEDY.replace(max_new_tokens=3),
+            lambda p, kind=kind: seen[kind].append(getattr(local._deferral, "on", False)),
+            lens=lens,
+        )
+    assert seen["plain"] and all(seen["plain"]) and seen["lens"] and all(seen["lens"])
     assert getattr(local._deferral, "on", False) is False
 
 

@@ -199,3 +199,68 @@ def test_lens_recomputed_from_a_finished_replys_tokens_matches_what_was_recorded
             c.token_id for c in live.candidates[:3]
         ]
     assert "".join(s.piece for s in steps) == stats.text
+
+
+def test_lens_pairs_each_step_with_its_token_when_generate_hands_tokens_over_late(
+    engine, monkeypatch
+):
+    """CUDA's fast path defers generate's stop check (``DeferredStopCheck``): each token is
+    handed over one step late, after the next step's stages have run, and one last step
+    is computed that is never handed over. The app always passes a recorder, so the lens
+    must pair tables and tokens under it. Emulated here on the CPU: the same class, with
+    an event that has nothing to wait for (a CPU copy is done when it returns)."""
+    import torch
+    from transformers.generation.utils import DeferredStopCheck
+
+    from chatapp.engine import local
+
+    class HostEvent:
+        def __init__(self, device=None, blocking=False) -> None:
+            pass
+
+        def record(self, stream=None) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+    def on_cpu_too(device, cache, cache_is_returned, is_assistant):
+        deferred = getattr(local._deferral, "on", False) and not is_assistant
+        return deferred and (cache is None or cache.is_croppable or not cache_is_returned)
+
+    monkeypatch.setattr(torch, "Event", HostEvent)
+    monkeypatch.setattr(DeferredStopCheck, "is_supported", staticmethod(on_cpu_too))
+    params = BASE.replace(max_new_tokens=10)
+
+    def reply(deferred: bool, recorder: LensRecorder, switch_on_at: int | None = None):
+        behind: list[int] = []  # steps computed but not handed over, at each token
+
+        def on_token(token_id, _):
+            behind.append(recorder._computed - recorder._step)
+            if recorder._step == switch_on_at:
+                recorder.active = True
+
+        monkeypatch.setattr(engine, "defer_stop_check", deferred)
+        engine.reset()
+        return engine.stream_reply(PROMPT, params, lens=recorder, on_token=on_token), behind
+
+    plain, on_time = reply(False, LensRecorder())
+    recorder = LensRecorder()
+    late, behind = reply(True, recorder)
+    # Each token came after the next step's stages, but the last (generate hands it over
+    # at its end: a reply that reaches max_new_tokens needs no step beyond it).
+    assert set(on_time) == {0} and behind == [1] * 9 + [0], behind
+    assert late.token_ids == plain.token_ids and late.new_tokens == 10
+    assert recorder.complete and len(recorder.steps) == late.new_tokens
+    for step, (index, token) in zip(recorder.steps, enumerate(late.token_ids), strict=True):
+        assert (step.index, step.sampled_id) == (index, token)
+        assert step.sampled_prob > 0
+    assert "".join(step.piece for step in recorder.steps) == late.text
+
+    # Switched on mid-reply (F3 while it streams) as token 3 arrives, when step 4 is
+    # already computed: recorded from step 5 on.
+    midway = LensRecorder(active=False)
+    again, _ = reply(True, midway, switch_on_at=4)
+    assert again.token_ids == plain.token_ids
+    assert [s.index for s in midway.steps] == list(range(5, again.new_tokens))
+    assert all(s.sampled_id == again.token_ids[s.index] for s in midway.steps)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from chatapp.engine.protocol import Candidate, StepRecord
@@ -153,8 +154,13 @@ class LensRecorder:
         self.check_mass = check_mass
         self.active = active
         self.steps: list[StepRecord] = []
-        self._step = 0  # position of the token being generated
-        self._pending: tuple[StepRecord, list[tuple[Any, Any]]] | None = None
+        self._step = 0  # tokens handed over so far (``on_sampled``)
+        self._computed = 0  # steps whose stages have run (``record``)
+        # Each computed step waits here for its token, oldest first (None: computed while
+        # inactive). Usually one at a time; on CUDA's fast path generate hands each token
+        # over a step late (the deferred stop check), so the next step is computed first,
+        # and its very last step is computed but never handed over (and never kept).
+        self._pending: deque[tuple[StepRecord, list[tuple[Any, Any]]] | None] = deque()
         self._last_recorded = False
         self._lock = threading.Lock()
         self.tokenizer: Any = None
@@ -166,24 +172,27 @@ class LensRecorder:
         return len(self.steps) == self._step
 
     def record(self, input_ids: Any, logits: Any, processors: Any) -> Any:
+        index = self._computed
+        self._computed += 1
         if not self.active:
             start = time.perf_counter()
             scores = logits
             for processor in processors:
                 scores = processor(input_ids, scores)
+            self._pending.append(None)
             self.seconds += time.perf_counter() - start
             return scores
         start = time.perf_counter()
         scores, record, kept = analyze_step(
-            self._step, input_ids, logits, processors, self.tokenizer, self.top_n, self.check_mass
+            index, input_ids, logits, processors, self.tokenizer, self.top_n, self.check_mass
         )
-        self._pending = (record, kept)
+        self._pending.append((record, kept))
         self.seconds += time.perf_counter() - start
         return scores
 
     def on_sampled(self, token_id: int) -> None:
         self._step += 1
-        pending, self._pending = self._pending, None
+        pending = self._pending.popleft() if self._pending else None
         self._last_recorded = pending is not None
         if pending is None:
             return

@@ -151,8 +151,10 @@ class LocalEngine:
         # reply) would record them again. So the fast path generates on one thread of its
         # own, for the engine's life; the caller waits for it.
         self._runner: concurrent.futures.ThreadPoolExecutor | None = None
-        # The fast path on CUDA reads each step's token a step late (without the lens,
-        # which pairs each step's table with its token as it goes).
+        # The fast path on CUDA reads each step's token a step late, the lens too (its
+        # recorder pairs each step's table with the token handed over for it, oldest
+        # first). The app always passes a recorder (F3 may switch it on mid-reply), so
+        # while only replies without one deferred, the app's replies never did.
         self.defer_stop_check = (
             compile and self.model.device.type == "cuda" and _allow_deferred_stop_check()
         )
@@ -658,7 +660,7 @@ class LocalEngine:
             criteria = [StopOnEvent(self._cancel)]
             if self.stop_strings:
                 criteria.append(StopOnText(streamer))
-            _deferral.on = self.defer_stop_check and lens is None
+            _deferral.on = self.defer_stop_check
             try:
                 output = self.model.generate(
                     input_ids=input_ids,
