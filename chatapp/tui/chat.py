@@ -389,7 +389,6 @@ class AssistantMessage(_LaidOutOnce, Vertical):
         """The version just started (the model's newest) streams in from empty."""
         self.body.start()
         self.query_one(".meta", Static).update(f"{self.version.params.summary()} · generating…")
-        self.add_class("-streaming")
 
     def show_meta(self) -> None:
         version = self.version
@@ -399,7 +398,6 @@ class AssistantMessage(_LaidOutOnce, Vertical):
         if len(self.versions) > 1:
             meta = f"v{self.shown + 1}/{len(self.versions)} · " + meta
         self.query_one(".meta", Static).update(meta)
-        self.remove_class("-streaming")
         self.set_class(version.status in ("stopped", "interrupted"), "-stopped")
 
     async def redraw(self) -> None:
