@@ -205,3 +205,71 @@ def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16"
         if (bundled / name).exists():
             shutil.copy(bundled / name, folder / name)
     return folder
+
+
+QUIT_EXIT_CODES = {"ctrl+q": 0, "sigint": 130, "sigterm": 143}
+LEAVE_ALT_SCREEN = b"\x1b[?1049l"  # the terminal's own screen back
+
+
+def wait_for_output(child: PtyChild, needle: bytes, timeout: float) -> None:
+    """Read until ``needle`` is in what the child wrote (AssertionError if not in time)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while needle not in child.buffer:
+        if time.monotonic() > deadline or child.proc.poll() is not None:
+            raise AssertionError(f"never saw {needle!r}: {bytes(child.buffer[-600:])!r}")
+        child.read(0.2)
+
+
+def quit_the_app(how: str, when: str, env: dict[str, str]) -> dict[str, Any]:
+    """Start the real app (the bundled model, 80x24, a pseudo-terminal), send a message,
+    and quit it by ``how`` (ctrl+q, sigint or sigterm) ``when`` idle (after the reply) or
+    mid-reply (3 s into a 400-token one). Returns the seconds from the key or signal to
+    the process's end (read every 10 ms), its exit code, and whether the terminal's own
+    screen was restored after it. ``env`` holds its config and data folders."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "chatapp", "--model", "bundled", "--quant", "none"]
+    tokens = "8" if when == "idle" else "400"
+    args += ["--raw", "--max-new-tokens", tokens, "--seed", "5"]
+    child = PtyChild(args, env, rows=24, cols=80)
+    try:
+        wait_for_output(child, b"Ready", 120)
+        child.write(b"Once upon a time")
+        child.read(0.3)
+        child.write(b"\r")
+        wait_for_output(child, b"Generating", 30)
+        if when == "idle":
+            wait_for_output(child, b"Done", 120)
+        else:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                child.read(0.1)  # a few seconds of streaming
+        drawn = len(child.buffer)
+        began = time.monotonic()
+        if how == "ctrl+q":
+            child.write(b"\x11")
+        else:
+            child.proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGTERM)
+        while child.proc.poll() is None and time.monotonic() - began < 30:
+            child.read(0.01)
+        took = time.monotonic() - began
+        try:
+            code = child.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        while child.read(0.1):
+            pass
+    finally:
+        if child.proc.poll() is None:
+            child.proc.kill()
+    return {
+        "seconds": took,
+        "code": code,
+        "restored": LEAVE_ALT_SCREEN in child.buffer[drawn:],
+        "tail": bytes(child.buffer[-800:]),
+    }
