@@ -300,14 +300,38 @@ def run_in_terminal(
 
 
 # -- part 2: the real model, app vs engine -------------------------------------------------
-def _drawn_state(reply) -> tuple[int, int]:
-    """What the reply has drawn, looked up in O(1): the length of the text drawn so far
-    and its number of lines (the whole text's render at the reply's end changes the
-    lines). It summed the characters of every drawn line, every 5 ms on the UI thread:
-    ~6% of the UI thread's time in a 256-token reply (cProfile), counted against the
-    app."""
-    body = reply.body
-    return len(body.text), body.line_count
+class _DrawWatch:
+    """When a streaming reply's drawn state last changed: the length of the text drawn and
+    its number of lines (the whole text's render at the reply's end can change the lines).
+    Read right after each ReplyText call that changes what it draws (patched in for the
+    bench), so nothing polls: the poll it replaces woke the UI thread every 5 ms, and the
+    app was charged with that time."""
+
+    def __init__(self) -> None:
+        from chatapp.tui.chat import ReplyText
+
+        self.cls, self.state, self.changed_at = ReplyText, None, 0.0
+        self.saved = {name: getattr(ReplyText, name) for name in ("show", "_render")}
+
+    def _seen(self, body) -> None:
+        state = len(body.text), body.line_count
+        if state != self.state:
+            self.state, self.changed_at = state, time.perf_counter()
+
+    def __enter__(self) -> _DrawWatch:
+        for name, method in self.saved.items():
+
+            def watched(body, *args, _method=method, **kwargs):
+                result = _method(body, *args, **kwargs)
+                self._seen(body)
+                return result
+
+            setattr(self.cls, name, watched)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, method in self.saved.items():
+            setattr(self.cls, name, method)
 
 
 async def real_model(
@@ -348,6 +372,10 @@ async def real_model_on(
 
 
 async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
+    # The app's chats, settings and presets in a folder of the bench's own, not the user's.
+    data = Path(tempfile.mkdtemp(prefix="ui-stream-"))
+    for name in ("CONFIG", "DATA"):
+        os.environ.setdefault(f"CHATAPP_{name}_DIR", str(data / name.lower()))
     from chatapp.engine import Message
     from chatapp.tui.app import ChatApp
     from chatapp.tui.chat import AssistantMessage
@@ -369,29 +397,21 @@ async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
             await app.action_new_chat()
             await pilot.pause()
             done = app.replies_done
-            before = len(app.query(AssistantMessage))
             app.query_one("#prompt").insert(SEED_PROMPT)
-            reply, drawn, grew_at = None, None, None
-            enter = time.perf_counter()
-            # Pilot.press returns only once the app is idle, i.e. after the whole reply:
-            # it runs beside the polling, which watches the reply's drawn lines grow.
-            press = asyncio.create_task(pilot.press("enter"))
-            while True:
-                if reply is None:
-                    replies = app.query(AssistantMessage)
-                    reply = replies.last() if len(replies) > before else None
-                if reply is not None:
-                    now_drawn = _drawn_state(reply)
-                    if now_drawn != drawn:
-                        drawn, grew_at = now_drawn, time.perf_counter()
-                    # The reply's end draws what was still buffered, then renders the text
-                    # whole at the next layout (ReplyText.set_text): watch until it has.
-                    if app.replies_done != done and reply.body.rendered:
-                        break
-                await asyncio.sleep(0.005)
-            await press
+            with _DrawWatch() as watch:
+                enter = time.perf_counter()
+                # Pilot.press returns once the keys' messages are handled; the reply goes
+                # on. Checked twice a second until the reply has ended (``replies_done``),
+                # then until the text is rendered whole (ReplyText.set_text renders it at
+                # the next layout).
+                await pilot.press("enter")
+                while app.replies_done == done:
+                    await asyncio.sleep(0.5)
+                reply = app.query(AssistantMessage).last()
+                while not reply.body.rendered:
+                    await asyncio.sleep(0.005)
             stats = reply.versions[-1].stats
-            app_rates.append(stats.new_tokens / (grew_at - enter))
+            app_rates.append(stats.new_tokens / (watch.changed_at - enter))
 
         order = [direct, in_app]
         for i in range(runs):
