@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from textual.geometry import Region
 
 from chatapp import paths
 from chatapp.params import SEED_VALUES
@@ -24,6 +25,7 @@ from tests.tui_helpers import (
     shown_text,
     start_reply,
     submit,
+    update_pending,
     wait_for,
 )
 
@@ -95,6 +97,46 @@ async def test_what_is_loaded_at_ready_is_left_out_of_garbage_collections_until_
         await send(pilot, "hi")
         assert app.query_one(AssistantMessage).text == "Hello there"
     assert gc.get_freeze_count() == 0
+
+
+async def test_the_chat_keeps_its_width_when_its_scrollbar_comes_and_goes():
+    """A new chat's first reply streams with blank rows below (its padded height), so the
+    scrollbar comes as it starts and goes when it ends: its column is kept meanwhile, or
+    each change re-wrapped every message and laid the screen out once more."""
+    from chatapp.tui.chat import ChatPane
+
+    app, source = fake_app([f"word{i} " for i in range(30)], rate=30)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        chat = app.query_one(ChatPane)
+        width = chat.scrollable_content_region.width
+        assert not chat.show_vertical_scrollbar
+        await start_reply(pilot, "hi")
+        await wait_for(pilot, lambda: chat.show_vertical_scrollbar)
+        assert chat.scrollable_content_region.width == width
+        assert app.query_one(UserMessage).size.width == width
+        await wait_for(pilot, lambda: not app.generating)
+        await wait_for(pilot, lambda: not chat.show_vertical_scrollbar)
+        assert chat.scrollable_content_region.width == width
+
+
+async def test_a_new_status_text_is_drawn_without_laying_the_screen_out():
+    app, source = fake_app(["Hi"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.pause(0.2)
+        screen = app.screen
+        layouts = []
+        refresh_layout = screen._refresh_layout
+        screen._refresh_layout = lambda *a, **k: (layouts.append(k), refresh_layout(*a, **k))
+        app._set_status("Generating (a status line long enough to change its width) · Esc")
+        await wait_for(pilot, lambda: not update_pending(app))
+        await pilot.pause(0.1)
+        status = app.query_one("#status")
+        assert status.outer_size == (80, 1)  # the whole row, whatever it says
+        drawn = status.render_lines(Region(0, 0, 80, 1))[0].text
+        assert "Generating (a status line long enough to change its width)" in drawn
+        assert layouts == []
 
 
 async def test_model_that_cannot_load_says_so_where_the_user_looks():

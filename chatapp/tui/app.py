@@ -5,7 +5,6 @@ are mixins from their own modules."""
 from __future__ import annotations
 
 import argparse
-import gc
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -32,6 +31,7 @@ from chatapp.tui.chat import AssistantMessage, ChatPane, warm_code_highlighting
 from chatapp.tui.chat_actions import ChatActions
 from chatapp.tui.commands import ChatCommands
 from chatapp.tui.events import EngineFailed, EngineReady, LoadProgress
+from chatapp.tui.heap import HeapFreezer
 from chatapp.tui.lens import LensView
 from chatapp.tui.lens_controls import LensControls
 from chatapp.tui.panel import ParamPanel
@@ -101,7 +101,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._ui_thread_id = threading.get_native_id()
-        self._heap_frozen: bool | None = False  # gc.freeze() done (None: the app ended)
+        self._heap = HeapFreezer()  # frozen at Ready (and after the warm-up and int8 copy)
         self._reply_text = ""  # the streaming reply so far (drawn and saved)
         self._drawn_at = 0.0  # when streamed text was last drawn
         self._draw_unpainted = False  # drawn, and not yet on the screen
@@ -196,7 +196,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
             self.notify(warning, title="Connection", severity="warning", timeout=15)
         capabilities = self.source.capabilities
         self.query_one(ParamPanel).mark_unsupported(capabilities.supported, capabilities.kind)
-        self._freeze_heap()
+        self._heap.freeze()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
 
     @on(EngineFailed)
@@ -219,7 +219,9 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         return self._reply_widget is not None
 
     def _set_status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+        # One row, as wide as the screen, whatever it says (app.tcss): no layout needed
+        # (each was a layout of the whole screen, ~10 ms, at every reply's start and end).
+        self.query_one("#status", Static).update(text, layout=False)
 
     @on(ParamPanel.Changed)
     def _params_changed(self, event: ParamPanel.Changed) -> None:
@@ -320,32 +322,17 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
             self.notify(
                 f"int8 copy made in {int8.seconds:.1f} s: replies now decode in int8", timeout=4
             )
-        self._freeze_heap()
+        self._heap.freeze()
         if not self.generating:
             self._set_status("Ready · " + self.source.describe())
 
     def on_unmount(self) -> None:
         self._keep_partial_reply()
-        self._heap_frozen = None
-        gc.unfreeze()  # a later app in this process (tests) starts from a heap collected as usual
-
-    def _freeze_heap(self) -> None:
-        """Leave what is loaded so far (torch, transformers, the model, Textual) out of every
-        later garbage collection (``gc.freeze``): it lives as long as the app. Python's
-        full collection walks every object it tracks, ~390,000 once the bundled model is
-        loaded: 190-220 ms on 2 cores, holding the GIL, every few replies, on whichever
-        thread allocated last (seen mid-reply on the UI thread: a stall of the screen and
-        of the generation). Frozen, a full collection walks only what the chats made
-        since: 20-40 ms here. No gc.collect() first (another ~200 ms): what is garbage now
-        is what loading left, a few hundred objects. At Ready, and again once the warm-up
-        and the int8 copy have added theirs; undone when the app ends (``on_unmount``)."""
-        if self._heap_frozen is not None:  # None: the app has ended
-            gc.freeze()
-            self._heap_frozen = True
+        self._heap.end()
 
     def _warm_up(self) -> None:
         warm_code_highlighting()
-        self._freeze_heap()
+        self._heap.freeze()  # what the warm-up made too
 
     def _keep_partial_reply(self) -> None:
         """However the app ends, a reply still generating is asked to stop, and what it

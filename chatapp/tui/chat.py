@@ -410,12 +410,17 @@ class ChatPane(_LaidOutOnce, VerticalScroll):
     """The scrolling list of messages; a long chat mounts its newest turns first."""
 
     def _relayout(self, virtual_size) -> bool:
-        """Lay out again only when the scrollbar must appear or go (the width left for
-        the messages changes): not when the content only grew or shrank."""
-        height = self.scrollable_content_region.height
-        return (virtual_size.height > height) != (self.virtual_size.height > height) or (
-            virtual_size.width != self.virtual_size.width
-        )
+        """Lay out again only when the width left for the messages changes: not when the
+        content only grew or shrank. The scrollbar's column is kept when it is hidden
+        (app.tcss: ``scrollbar-gutter: stable``): it came at the start of a new chat's
+        first reply (whose streaming height is padded) and went at its end, each time a
+        layout of the whole screen more, with every message drawn anew one column
+        narrower or wider."""
+        if self.styles.scrollbar_gutter != "stable":  # a stylesheet without the gutter
+            height = self.scrollable_content_region.height
+            if (virtual_size.height > height) != (self.virtual_size.height > height):
+                return True
+        return virtual_size.width != self.virtual_size.width
 
     def __init__(self) -> None:
         super().__init__(id="chat")
