@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chatapp import __version__, timings
+from chatapp import __version__, heap, timings
 from chatapp.engine.loading import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
 
@@ -189,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in ("chats", "export", "import"):
         from chatapp import chats_cli
 
+        heap.resume()  # loads no model
         return chats_cli.main(argv)
     try:
         args, params = parse_command_line(argv)
@@ -226,6 +227,7 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
         return _fail(str(exc), EXIT_LOAD)
     except KeyboardInterrupt:
         return _fail("interrupted while loading", EXIT_INTERRUPTED)
+    heap.loaded()  # the loaded heap out of later collections, which resume
     for warning in engine.warnings:
         print(f"chatapp: warning: {warning}", file=sys.stderr)
     missing = engine.capabilities.unsupported([spec.name for spec in PARAMS])
@@ -270,7 +272,7 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     sys.stdout.write("\n")
     sys.stdout.flush()
     timings.mark("generate")
-    timings.report()
+    timings.report(heap.report())
     if args.stats:
         print(
             f"chatapp: model {engine.describe()} · prompt {stats.prompt_tokens} tokens · "
@@ -291,6 +293,7 @@ def entry() -> None:  # pragma: no cover - tests/test_quit.py runs it in a subpr
     import logging
     import os
 
+    heap.pause()  # until the model is loaded (chatapp/heap.py)
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -16,6 +16,9 @@ def mark(name: str) -> None:
     MARKS[name] = time.perf_counter()
 
 
-def report() -> None:
+def report(collector: dict | None = None) -> None:
+    """The marks; with ``collector`` (chatapp.heap.report()) a ``TIMINGS-GC`` line too."""
     if os.environ.get("CHATAPP_TIMINGS") == "1":
         print("TIMINGS " + json.dumps(MARKS), file=sys.stderr, flush=True)
+        if collector is not None:
+            print("TIMINGS-GC " + json.dumps(collector), file=sys.stderr, flush=True)

@@ -79,24 +79,32 @@ async def test_send_waits_for_the_model_to_load():
         assert not app.query_one("#loading").display
 
 
-async def test_what_is_loaded_at_ready_is_left_out_of_garbage_collections_until_the_app_ends():
-    """gc.freeze() at Ready: a full collection then walks only what the chats made since,
-    not the ~390,000 objects of torch, transformers and the model (~200 ms holding the
-    GIL, mid-reply). The app's end undoes it, so nothing frozen outlives the app."""
+async def test_collecting_pauses_while_the_model_loads_and_the_loaded_heap_is_frozen_at_ready():
+    """The chatapp command pauses the garbage collector (chatapp.heap.pause) until the
+    model is ready; then what is loaded is frozen out of every later collection (a full
+    one walked ~390,000 objects, ~200 ms holding the GIL, mid-reply) and collecting
+    resumes. The app's end undoes the freeze, so nothing frozen outlives the app."""
     import gc
 
+    from chatapp import heap
+
     app, source = fake_app(["Hello ", "there"])
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot)
-        for thread in threading.enumerate():
-            if thread.name == "warm-up":
-                thread.join(10)  # it freezes what the warm-up made too
-        collected = {id(obj) for generation in (0, 1, 2) for obj in gc.get_objects(generation)}
-        assert id(source) not in collected and id(app) not in collected
-        assert gc.get_freeze_count() > 0
-        await send(pilot, "hi")
-        assert app.query_one(AssistantMessage).text == "Hello there"
-    assert gc.get_freeze_count() == 0
+    heap.pause()
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            assert gc.isenabled()
+            for thread in threading.enumerate():
+                if thread.name == "warm-up":
+                    thread.join(10)  # it freezes what the warm-up made too
+            collected = {id(obj) for gen in (0, 1, 2) for obj in gc.get_objects(gen)}
+            assert id(source) not in collected and id(app) not in collected
+            assert gc.get_freeze_count() > 0
+            await send(pilot, "hi")
+            assert app.query_one(AssistantMessage).text == "Hello there"
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
 
 
 async def test_the_chat_keeps_its_width_when_its_scrollbar_comes_and_goes():

@@ -23,6 +23,7 @@ from chatapp.engine.context import ContextTooLong
 from chatapp.engine.from_args import engine_from_args
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import Engine
+from chatapp.heap import HeapFreezer
 from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
@@ -31,7 +32,6 @@ from chatapp.tui.chat import AssistantMessage, ChatPane, warm_code_highlighting
 from chatapp.tui.chat_actions import ChatActions
 from chatapp.tui.commands import ChatCommands
 from chatapp.tui.events import EngineFailed, EngineReady, LoadProgress
-from chatapp.tui.heap import HeapFreezer
 from chatapp.tui.lens import LensView
 from chatapp.tui.lens_controls import LensControls
 from chatapp.tui.panel import ParamPanel
@@ -202,6 +202,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
     @on(EngineFailed)
     def _engine_failed(self, event: EngineFailed) -> None:
         self.load_error = event.error
+        self._heap.freeze()  # the collector resumes (paused while loading)
         self.query_one(LoadingView).set_error(
             f"The model could not load:\n{event.error}\n\nQuit with Ctrl+Q; try --model bundled."
         )
