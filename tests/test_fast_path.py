@@ -6,12 +6,14 @@ layers recompile the step (measured: 1 token/s). The bundled tokenizer is used."
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from chatapp import heap
 from chatapp.engine import Message
 from chatapp.engine.lens import LensRecorder
 from chatapp.params import SamplingParams
@@ -40,7 +42,15 @@ def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(ti
     eager.reuse_cache = False
     fast = LocalEngine(loaded, chat_format="dialogue", compile=True)
     messages: list[str] = []
-    fast.warm_up(lambda message, fraction: messages.append(message))
+    heap.pause()  # as the chatapp command does while the model loads
+    try:
+        fast.warm_up(lambda message, fraction: messages.append(message))
+        # Compiling makes garbage by the graph: the model is frozen and collecting resumes
+        # before it (with the collector paused, all of it would be frozen at Ready).
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.enable()
+        gc.unfreeze()
     assert messages[0].startswith("Compiling") and messages[-1].startswith("Compiled in")
     assert getattr(loaded.model, "_compiled_call", None) is not None, "generate compiled"
     assert "compiled" in fast.engine_label() and "torch.compile" in fast.describe()

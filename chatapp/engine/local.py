@@ -213,8 +213,13 @@ class LocalEngine:
     def warm_up(self, progress: ProgressFn = _no_progress) -> float:
         """Run two short replies so that torch.compile has compiled (and, on CUDA,
         captured) the decode step before the user's first message; returns seconds."""
+        from chatapp import heap
         from chatapp.params import SamplingParams
 
+        # Compiling makes garbage by the graph (dynamo, inductor): if the chatapp command
+        # paused the collector while loading, freeze the loaded model now and collect
+        # as usual, or all of it would stay, frozen for good at Ready (chatapp/heap.py).
+        heap.loaded()
         start = time.perf_counter()
         progress("Compiling the decode step (torch.compile; the first run takes a while)", None)
         for n, tokens in enumerate((3, 6), start=1):
