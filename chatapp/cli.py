@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(help_text(args.help_params))
         return 0
     if args.prompt is None:
-        from chatapp.tui.app import run_app
+        from chatapp.tui.launch import run_app
 
         return run_app(args, params)
     return run_once(args, params)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+from textual.app import App
+
 from chatapp import paths
 from chatapp.store import ChatStore
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import SHOWN_AT_OPEN, AssistantMessage, ChatPane, UserMessage
+from chatapp.tui.chat_log import SHOWN_AT_OPEN, AssistantMessage, ChatLog, UserMessage
 from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.lens import LensView
 from tests.tui_helpers import fake_app, ready, send, set_field, submit, wait_for
@@ -129,7 +131,7 @@ async def test_ctrl_n_keeps_the_old_chat_and_search_opens_it_again():
         await wait_for(pilot, lambda: not isinstance(app.screen, ChatsScreen))
         await pilot.pause(0.1)
         assert [w.text for w in app.query(UserMessage)] == ["What do humpbacks do?"]
-        assert app.session.chat.title == "What do humpbacks do?"
+        assert app.pane.session.chat.title == "What do humpbacks do?"
 
 
 async def test_rename_and_delete_from_the_chats_screen():
@@ -146,7 +148,7 @@ async def test_rename_and_delete_from_the_chats_screen():
         await pilot.press("enter")
         await pilot.pause(0.2)
         assert [c.title for c in screen.chats] == ["Renamed", "first chat"]
-        assert app.session.chat.title == "Renamed"  # it was the open chat
+        assert app.pane.session.chat.title == "Renamed"  # it was the open chat
         await pilot.press("down", "ctrl+d")
         await pilot.pause(0.2)
         await pilot.press("y")  # Confirm: yes
@@ -190,7 +192,7 @@ async def test_a_long_chat_opens_with_its_newest_turns_and_shows_earlier_ones_on
         assert len(app.query(UserMessage)) == 2 * SHOWN_AT_OPEN
         first = 70 - 2 * SHOWN_AT_OPEN
         assert app.query(UserMessage).first().text == f"question {first}"
-        assert app.query_one(ChatPane).first_mounted == first
+        assert app.query_one(ChatLog).first_mounted == first
 
 
 async def test_a_damaged_history_file_is_named_and_chatting_goes_on():
@@ -221,7 +223,7 @@ def test_app_module_stays_small():
     import chatapp.tui.app as module
 
     assert len(inspect.getsource(module).splitlines()) <= 400
-    assert ChatApp.__mro__[1].__name__ == "LensControls"
+    assert ChatApp.__mro__[1] is App  # routes to controllers and panes: no mixins
 
 
 @asynccontextmanager
@@ -252,7 +254,7 @@ async def test_quitting_mid_reply_keeps_the_partial_reply_marked_stopped():
         assert reply.has_class("-stopped")
 
 
-async def test_quitting_while_a_fast_reply_s_end_is_drawn_keeps_it_whole_and_done():
+async def test_quitting_while_a_fast_reply_s_end_is_drawn_keeps_it_whole_and_done(monkeypatch):
     """A reply faster than the screen ends before its last lines are drawn (they are drawn
     a view a frame): it is saved whole at its end, and a quit then keeps it whole and done,
     not cut to what was drawn and marked stopped."""
@@ -260,18 +262,19 @@ async def test_quitting_while_a_fast_reply_s_end_is_drawn_keeps_it_whole_and_don
 
     from chatapp.engine.fake import FakeTokenSource
     from chatapp.params import SamplingParams
+    from chatapp.tui.reply_stream import ReplyStream
 
     pieces = [f"line {i}\n\n" for i in range(600)]
     source = FakeTokenSource(pieces, 100_000)
     app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=len(pieces)))
     drawing = asyncio.Event()
 
-    async def a_screen_that_never_catches_up() -> None:
-        await app._flush_stream()  # a view of it drawn, then no more
+    async def a_screen_that_never_catches_up(stream: ReplyStream) -> None:
+        await stream._flush()  # a view of it drawn, then no more
         drawing.set()
         await asyncio.sleep(3600)
 
-    app._drain = a_screen_that_never_catches_up
+    monkeypatch.setattr(ReplyStream, "_drain", a_screen_that_never_catches_up)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await submit(pilot, "go on")

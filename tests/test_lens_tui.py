@@ -9,7 +9,7 @@ import pytest
 from chatapp.engine.lens import Candidate, StepRecord
 from chatapp.params import SEED_VALUES, SamplingParams
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import AssistantMessage
+from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.lens import LensView
 from tests.tui_helpers import (
     fake_app,
@@ -120,7 +120,7 @@ async def test_heat_map_toggle_and_click_a_token(engine):
         await pilot.click(heat, offset=(0, 0))
         await pilot.pause(0.1)
         assert app.query_one(LensView).display
-        assert app.lens_target == (reply, 0)
+        assert app.lens.target == (reply, 0)
         await pilot.press("f6")
         assert not heat.display and reply.body.display
 
@@ -130,7 +130,7 @@ async def test_lens_off_means_no_recording_and_on_records(engine):
     app = real_app(engine, PARAMS.replace(max_new_tokens=4))
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert not app.recording
+        assert not app.lens.recording
         await send(pilot, "hi")
         first = app.query(AssistantMessage).last().versions[0]
         assert first.stats.new_tokens > 0 and first.lens_steps == []

@@ -8,8 +8,8 @@ from chatapp import paths
 from chatapp.cli import parse_command_line
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.presets import PresetStore
-from chatapp.tui.app import make_app
-from chatapp.tui.chat import AssistantMessage
+from chatapp.tui.chat_log import AssistantMessage
+from chatapp.tui.launch import make_app
 from chatapp.tui.panel import ParamPanel
 from tests.tui_helpers import fake_app, ready, send, wait_for
 
@@ -139,7 +139,7 @@ async def test_rename_and_delete_a_preset_from_the_palette():
         await pilot.pause(0.1)
         assert PresetStore().get("mine") is None
         assert PresetStore().get("ours").params == PresetStore().get("Creative").params
-        assert "ours" in app.store.names()
+        assert "ours" in app.presets.names()
         await _palette(pilot, "Delete preset: ours")
         await pilot.press("y")
         await pilot.pause(0.1)
@@ -153,7 +153,7 @@ async def test_presets_file_can_be_moved_by_the_environment(tmp_path, monkeypatc
     app, _ = fake_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        app._save_preset("moved", app.params.replace(top_k=3))
+        app.preset_dialogs.save_as("moved", app.params.replace(top_k=3))
         await pilot.pause(0.05)
     assert moved.exists() and "moved" in moved.read_text()
     assert not (paths.config_dir() / "presets.toml").exists()

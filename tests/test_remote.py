@@ -399,7 +399,7 @@ def test_the_key_never_reaches_the_history_or_an_export(monkeypatch):
 # -- the app over a server -----------------------------------------------------------------
 async def test_the_panel_marks_what_the_server_does_not_honour_and_the_lens_shows_its_table():
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage
+    from chatapp.tui.chat_log import AssistantMessage
     from chatapp.tui.lens import LensView
     from tests.tui_helpers import ready, send
 
@@ -446,7 +446,7 @@ async def test_the_lens_says_why_when_the_server_gives_no_logprobs():
 async def test_chatting_through_transformers_serve_in_the_app(served):
     from chatapp.store import ChatStore
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage
+    from chatapp.tui.chat_log import AssistantMessage
     from tests.tui_helpers import ready, send, wait_for
 
     remote = RemoteEngine(served, chat_format="dialogue")
@@ -465,7 +465,7 @@ async def test_chatting_through_transformers_serve_in_the_app(served):
 
 async def test_a_failing_server_is_said_at_the_reply_and_ctrl_r_retries():
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage
+    from chatapp.tui.chat_log import AssistantMessage
     from tests.tui_helpers import ready, send, wait_for
 
     with StubServer() as stub:

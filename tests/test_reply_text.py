@@ -8,7 +8,7 @@ from collections import Counter
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import AssistantMessage, ChatPane
+from chatapp.tui.chat_log import AssistantMessage, ChatLog
 from tests.tui_helpers import ready, send, shown_text, submit, wait_for
 
 # A reply with paragraphs, a list and a code block: 40 lines and more at 80x24.
@@ -30,7 +30,7 @@ def _body(app):
 
 
 def _last_line_in_view(app) -> bool:
-    chat, body = app.query_one(ChatPane), _body(app)
+    chat, body = app.query_one(ChatLog), _body(app)
     last_row = body.region.y + body.line_count - 1
     return chat.content_region.y <= last_row < chat.content_region.bottom
 
@@ -54,7 +54,7 @@ async def test_a_finished_reply_is_drawn_whole_at_its_exact_height():
         drawn = shown_text(app.query(AssistantMessage).last())
         assert "• one" in drawn and "x29 = 29" in drawn and drawn.endswith("The end.")
         assert "```" not in drawn and "**" not in drawn  # drawn as Markdown, not source
-        assert app.query_one(ChatPane).scroll_y == app.query_one(ChatPane).max_scroll_y
+        assert app.query_one(ChatLog).scroll_y == app.query_one(ChatLog).max_scroll_y
 
 
 async def test_while_streaming_the_last_line_stays_in_view_and_blank_lines_do_not():
@@ -62,7 +62,7 @@ async def test_while_streaming_the_last_line_stays_in_view_and_blank_lines_do_no
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await _hold(pilot, source, 60)
-        body, chat = _body(app), app.query_one(ChatPane)
+        body, chat = _body(app), app.query_one(ChatLog)
         assert body.streaming and body.line_count > chat.scrollable_content_region.height
         # Taller than its text (it grows a screenful at a time), the extra out of view.
         assert body.size.height > body.line_count
@@ -80,7 +80,7 @@ async def test_a_user_who_scrolls_up_mid_reply_stays_where_they_are():
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await _hold(pilot, source, 40)
-        chat = app.query_one(ChatPane)
+        chat = app.query_one(ChatLog)
         chat.scroll_to(y=0, animate=False, immediate=True)
         await pilot.pause(0.1)
         source.resume()
@@ -150,7 +150,7 @@ async def test_a_growing_reply_costs_one_layout_per_growth():
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        screen, chat = app.screen, app.query_one(ChatPane)
+        screen, chat = app.screen, app.query_one(ChatLog)
         layouts: Counter[int] = Counter()  # whole-screen layouts at each streaming height
         original = screen._refresh_layout
 
@@ -173,7 +173,7 @@ async def test_a_long_reply_grows_in_steps_that_grow_with_it(monkeypatch):
     screenful at a time, an 800-line reply at 80x24 was laid out 33 times; now each
     growth adds half the lines so far (at least two screenfuls), and the text always has
     a screenful of blank lines ahead of it."""
-    from chatapp.tui.chat import ReplyText
+    from chatapp.tui.reply_text import ReplyText
 
     heights: list[tuple[int, int]] = []  # (lines drawn, streaming height) at each growth
     show = ReplyText.show
@@ -213,12 +213,12 @@ async def test_the_message_box_cursor_holds_still_while_a_reply_streams():
         assert prompt.cursor_blink
 
 
-async def _at_the_top_mid_reply(pilot, source) -> ChatPane:
+async def _at_the_top_mid_reply(pilot, source) -> ChatLog:
     """A reply held mid-stream (taller than a view), the chat focused and scrolled to
     its top, the reply's last line out of view."""
     await ready(pilot)
     await _hold(pilot, source, 60)
-    chat = pilot.app.query_one(ChatPane)
+    chat = pilot.app.query_one(ChatLog)
     chat.focus()
     await pilot.press("home")
     await pilot.pause(0.1)
@@ -228,7 +228,7 @@ async def _at_the_top_mid_reply(pilot, source) -> ChatPane:
 
 def _last_line_at_the_bottom(app) -> bool:
     """The reply's last line written is the view's last row: no blank rows below it."""
-    chat, body = app.query_one(ChatPane), _body(app)
+    chat, body = app.query_one(ChatLog), _body(app)
     return body.region.y + body.line_count == chat.content_region.bottom
 
 

@@ -9,9 +9,9 @@ from textual._compositor import Compositor
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import AssistantMessage
+from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.panel import ParamPanel
-from chatapp.tui.screen import UpdateCompositor
+from chatapp.tui.textual_internals import UpdateCompositor
 from chatapp.tui.widgets import PromptBox
 from tests.tui_helpers import ready, send, update_pending, wait_for
 
@@ -176,7 +176,7 @@ async def test_the_terminal_shows_what_a_whole_redraw_would_mid_reply_and_after(
 def test_the_rows_drawn_are_those_an_update_covers_and_nothing_in_front_hides():
     from textual.geometry import Region
 
-    from chatapp.tui.screen import _rows_to_draw
+    from chatapp.tui.textual_internals import _rows_to_draw
 
     shown = Region(0, 0, 10, 6)
     rows = Region(0, 1, 10, 2)  # an update of rows 1 and 2
@@ -275,7 +275,7 @@ async def test_a_draw_waits_for_the_frame_even_when_the_reply_tells_the_screen_l
     Here the reply tells the screen 0.1 s late (without the wait: 1 run in 2 failed)."""
     import asyncio
 
-    from chatapp.tui.chat import ReplyText
+    from chatapp.tui.reply_text import ReplyText
 
     async def late(self, event) -> None:
         await asyncio.sleep(0.1)

@@ -210,7 +210,7 @@ async def main():
     source = FakeTokenSource([f"piece{i} " for i in range(40)], 20, pause_after=12)
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(100, 30)) as pilot:
-        while app.source is None:
+        while app.engine is None:
             await asyncio.sleep(0.02)
         box = app.query_one("#prompt")
         box.insert("tell me a long story")

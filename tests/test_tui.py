@@ -12,7 +12,7 @@ from chatapp import paths
 from chatapp.params import SEED_VALUES
 from chatapp.presets import PresetStore
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import AssistantMessage, UserMessage
+from chatapp.tui.chat_log import AssistantMessage, ChatLog, UserMessage
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.widgets import PromptBox
 from tests.tui_helpers import (
@@ -111,12 +111,12 @@ async def test_the_chat_keeps_its_width_when_its_scrollbar_comes_and_goes():
     """A new chat's first reply streams with blank rows below (its padded height), so the
     scrollbar comes as it starts and goes when it ends: its column is kept meanwhile, or
     each change re-wrapped every message and laid the screen out once more."""
-    from chatapp.tui.chat import ChatPane
+    from chatapp.tui.chat_log import ChatLog
 
     app, source = fake_app([f"word{i} " for i in range(30)], rate=30)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        chat = app.query_one(ChatPane)
+        chat = app.query_one(ChatLog)
         width = chat.scrollable_content_region.width
         assert not chat.show_vertical_scrollbar
         await start_reply(pilot, "hi")
@@ -137,7 +137,7 @@ async def test_a_new_status_text_is_drawn_without_laying_the_screen_out():
         layouts = []
         refresh_layout = screen._refresh_layout
         screen._refresh_layout = lambda *a, **k: (layouts.append(k), refresh_layout(*a, **k))
-        app._set_status("Generating (a status line long enough to change its width) · Esc")
+        app.set_status("Generating (a status line long enough to change its width) · Esc")
         await wait_for(pilot, lambda: not update_pending(app))
         await pilot.pause(0.1)
         status = app.query_one("#status")
@@ -240,7 +240,7 @@ async def test_f2_hides_the_panel_at_80x24():
         assert panel.display
         await pilot.press("f2")
         assert not panel.display
-        assert app.query_one("#chat").size.width > 70
+        assert app.query_one(ChatLog).size.width > 70
         await pilot.press("f2")
         assert panel.display
 
@@ -327,7 +327,7 @@ async def test_save_preset_then_restart_and_load_it():
     async with app2.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         assert app2.params.temperature == 0.75
-        app2.load_preset("mine")
+        app2.preset_dialogs.load("mine")
         await pilot.pause(0.1)
         assert app2.params.temperature == 1.25
         assert app2.query_one("#param-temperature").value == "1.25"
@@ -341,17 +341,17 @@ async def test_overwrite_asks_first_and_builtins_are_protected():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await set_field(pilot, "top_k", "7")
-        app._save_preset("mine", app.params)
+        app.preset_dialogs.save_as("mine", app.params)
         await pilot.pause(0.1)
         await pilot.press("n")
         await pilot.pause(0.1)
         assert PresetStore().get("mine").params.top_k == 0
-        app._save_preset("mine", app.params)
+        app.preset_dialogs.save_as("mine", app.params)
         await pilot.pause(0.1)
         await pilot.press("y")
         await pilot.pause(0.1)
         assert PresetStore().get("mine").params.top_k == 7
-        app._save_preset("Greedy", app.params)
+        app.preset_dialogs.save_as("Greedy", app.params)
         await pilot.pause(0.05)
         assert any("built-in" in n.message for n in app._notifications)
 
@@ -375,7 +375,7 @@ async def test_corrupt_preset_file_is_reported_kept_and_backed_up_on_save():
         notes = [n.message for n in app._notifications]
         assert any(str(path) in n and "could not be read" in n for n in notes)
         assert path.read_text() == "this is [not toml"
-        app._save_preset("fresh", app.params)
+        app.preset_dialogs.save_as("fresh", app.params)
         await pilot.pause(0.05)
     backups = list(path.parent.glob("presets.toml.bak-*"))
     assert backups and backups[0].read_text() == "this is [not toml"
@@ -587,13 +587,13 @@ async def test_a_reply_after_a_short_chat_is_followed_to_its_end():
     """At 80x24, a chat that fits the view, then a reply longer than the view: the pane
     follows it (found in a tmux run: the pane's scroll position, left below 0 by the
     short chat, was put back by Textual and taken for the user scrolling away)."""
-    from chatapp.tui.chat import ChatPane
+    from chatapp.tui.chat_log import ChatLog
 
     app, source = fake_app(["Short."], rate=200)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await send(pilot, "hello")
-        chat = app.query_one(ChatPane)
+        chat = app.query_one(ChatLog)
         source.pieces = [f"word{i} " for i in range(40)] + ["\n\n"]
         source.pieces += [f"more{i} " for i in range(40)]
         await send(pilot, "tell me more")

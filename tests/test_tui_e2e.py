@@ -7,7 +7,7 @@ import pytest
 from chatapp import paths
 from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
-from chatapp.tui.chat import AssistantMessage
+from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.panel import ParamPanel
 from tests.tui_helpers import (
     assert_streamed,
@@ -152,7 +152,7 @@ async def test_preset_save_restart_load_with_real_model(engine):
     app2 = real_app(engine)
     async with app2.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        app2.load_preset("five")
+        app2.preset_dialogs.load("five")
         await pilot.pause(0.05)
         await set_field(pilot, "max_new_tokens", "6")
         await send(pilot, "Hi")

@@ -6,6 +6,7 @@ import time
 
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.tui.app import ChatApp
+from chatapp.tui.textual_internals import screen_update_pending
 
 
 async def wait_for(pilot, condition, timeout: float = 30.0, step: float = 0.02) -> None:
@@ -22,7 +23,7 @@ def fake_app(pieces=None, rate: float = 400.0, **kwargs) -> tuple[ChatApp, FakeT
 
 
 async def ready(pilot) -> None:
-    await wait_for(pilot, lambda: pilot.app.source is not None)
+    await wait_for(pilot, lambda: pilot.app.engine is not None)
 
 
 async def ready_for_picture(pilot) -> None:
@@ -45,21 +46,8 @@ async def submit(pilot, text: str) -> None:
 
 
 def update_pending(app) -> bool:
-    """Whether the screen, or a widget on it, has a change still to draw (Textual's own
-    flags: a widget tells the screen of its change at its own idle moment)."""
-    screen = app.screen
-    return bool(
-        screen._layout_required
-        or screen._scroll_required
-        or screen._repaint_required
-        or screen._dirty_widgets
-        or screen._compositor._dirty_regions
-        or app._batch_count
-        or any(
-            widget._layout_required or widget._repaint_required or widget._scroll_required
-            for widget in screen.walk_children()
-        )
-    )
+    """Whether the screen, or a widget on it, has a change still to draw."""
+    return screen_update_pending(app)
 
 
 async def send(pilot, text: str) -> None:
@@ -76,9 +64,9 @@ async def send(pilot, text: str) -> None:
 def scrollbar_settled(app) -> bool:
     """Whether the chat shows its scrollbar exactly when its content overflows (the
     scrollbar goes a layout after a finished reply shrinks to its exact height)."""
-    from chatapp.tui.chat import ChatPane
+    from chatapp.tui.chat_log import ChatLog
 
-    panes = app.screen.query(ChatPane)
+    panes = app.screen.query(ChatLog)
     if not panes:
         return True
     chat = panes.first()
@@ -88,7 +76,7 @@ def scrollbar_settled(app) -> bool:
 
 async def start_reply(pilot, text: str, timeout: float = 60) -> None:
     """Submit ``text`` and wait until the reply's first text is on screen."""
-    from chatapp.tui.chat import AssistantMessage
+    from chatapp.tui.chat_log import AssistantMessage
 
     app = pilot.app
     await submit(pilot, text)
@@ -121,7 +109,7 @@ async def send_watching(pilot, text: str, source, timeout: float = 120) -> list[
 
     from textual import events
 
-    from chatapp.tui.chat import AssistantMessage
+    from chatapp.tui.chat_log import AssistantMessage
 
     app = pilot.app
     done = app.replies_done

@@ -66,6 +66,7 @@ class FakeTokenSource:
         pause_after: int | None = None,
         nominal_stats: bool = False,
         capabilities: Capabilities | None = None,
+        concurrent: bool = False,
     ) -> None:
         self.pieces = list(pieces) if pieces is not None else [f"word{i} " for i in range(20)]
         self.tokens_per_second = tokens_per_second
@@ -86,6 +87,7 @@ class FakeTokenSource:
             supported=frozenset(spec.name for spec in PARAMS),
             lens_note="made-up tables (fake source)",
             what_if=False,
+            concurrent=concurrent,
         )
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -152,10 +154,12 @@ class FakeTokenSource:
         wait: bool = False,
         cancel: threading.Event | None = None,
     ) -> ReplyStats:
-        if not self._lock.acquire(blocking=wait):
+        # A concurrent source serves every request at once, each with its own stop flag.
+        lock = threading.Lock() if self.capabilities.concurrent else self._lock
+        if not lock.acquire(blocking=wait):
             raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
         try:
-            self._stop = cancel if cancel is not None else threading.Event()
+            stop = self._stop = cancel if cancel is not None else threading.Event()
             plan = self.plan(messages, params)
             if plan.clipped:
                 params = params.replace(max_new_tokens=plan.max_new_tokens)
@@ -166,13 +170,13 @@ class FakeTokenSource:
             delay = 1.0 / self.tokens_per_second
             limit = min(len(self.pieces), params.max_new_tokens)
             reason = "length" if limit < len(self.pieces) else "eos"
-            if self._stop.is_set():
+            if stop.is_set():
                 limit, reason = 0, "stopped"
             for i in range(limit):
                 if i == self.pause_after:
                     self._hold()
                     start = time.perf_counter() - i * delay  # the pause is not pacing
-                    if self._stop.is_set():
+                    if stop.is_set():
                         reason = "stopped"
                         break
                 target = start + (i + 1) * delay
@@ -187,7 +191,7 @@ class FakeTokenSource:
                 if lens is not None:
                     lens.add_step(_made_up_step(i, self.pieces[i]))
                 on_text(self.pieces[i])
-                if self._stop.is_set():
+                if stop.is_set():
                     reason = "stopped"
                     break
             elapsed = time.perf_counter() - start
@@ -209,4 +213,4 @@ class FakeTokenSource:
                 seed=params.seed if params.seed is not None else (7 if params.do_sample else None),
             )
         finally:
-            self._lock.release()
+            lock.release()

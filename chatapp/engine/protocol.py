@@ -42,6 +42,7 @@ class Capabilities:
     replay: bool = True  # the lens can be recomputed for a finished reply
     what_if: bool = True  # a lens step can be recomputed under other values
     chat_formats: tuple[str, ...] = ("turns", "dialogue", "raw")
+    concurrent: bool = False  # serves several replies at once (else one at a time)
 
     def unsupported(self, names: Sequence[str]) -> list[str]:
         return [n for n in names if n not in self.supported]

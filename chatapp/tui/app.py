@@ -1,51 +1,42 @@
-"""The full-screen app: routes keys and worker reports between the chat, the panel and
-the engine. The conversation lives in ``ChatSession``; the lens and the preset dialogs
-are mixins from their own modules."""
+"""The full-screen app: it composes the screen, loads the engine, and routes keys, the
+message box and the panel to the focused chat pane. Each pane owns its conversation and
+its streaming reply; the lens and the preset dialogs have controllers of their own."""
 
 from __future__ import annotations
 
-import argparse
-import threading
-from collections.abc import Callable
-from functools import partial
+from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.theme import Theme
-from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from chatapp.conversation import ChatSession
-from chatapp.engine.chat_format import Message
-from chatapp.engine.context import ContextTooLong
-from chatapp.engine.from_args import engine_from_args
-from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import Engine
-from chatapp.heap import HeapFreezer
+from chatapp.engine.request_queue import RequestQueue
 from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
 from chatapp.store import ChatStore
-from chatapp.tui.chat import AssistantMessage, ChatPane, warm_code_highlighting
-from chatapp.tui.chat_actions import ChatActions
+from chatapp.tui.chat_pane import ChatPane
+from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.commands import ChatCommands
-from chatapp.tui.events import EngineFailed, EngineReady, LoadProgress
+from chatapp.tui.copying import CopyActions
+from chatapp.tui.events import EngineFailed, EngineReady, LensReplayed, LoadProgress, WhatIfReady
 from chatapp.tui.lens import LensView
-from chatapp.tui.lens_controls import LensControls
+from chatapp.tui.lens_controller import LensController
+from chatapp.tui.model_loader import EngineFactory, ModelLoader
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.preset_dialogs import PresetDialogs
-from chatapp.tui.reply_stream import ReplyStreaming
+from chatapp.tui.prompt_shape import PromptShapeDialogs
 from chatapp.tui.screen import ChatScreen
-from chatapp.tui.themes import load_themes
+from chatapp.tui.signals import quit_on_signals
+from chatapp.tui.textual_internals import version_warning
+from chatapp.tui.themes import use_themes
 from chatapp.tui.widgets import LoadingView, PromptBox
 
-EngineFactory = Callable[[Callable[[str, "float | None"], None]], Engine]
-DEFAULT_THEME = "chatapp-dark"
 
-
-class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]):
+class ChatApp(App[int]):
     """Chat with a local model; the side panel steers how each reply is sampled."""
 
     CSS_PATH = "app.tcss"
@@ -84,11 +75,11 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
     ) -> None:
         super().__init__()
         self.engine_factory = engine_factory
-        self.store = PresetStore()
+        self.presets = PresetStore()
         self.settings = SettingsFile()
-        self.chats = ChatStore()
-        self.session = ChatSession(self.chats, system or "")
+        self.history = ChatStore()
         self.initial_params = params or SamplingParams()
+        self.initial_system = system or ""
         self.initial_preset = preset
         self.requested_theme = theme
         self.open_chat_id = chat_id
@@ -96,27 +87,23 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         # The command line chose sampling values (flags or --preset): the chat opened at
         # start-up keeps them rather than its last reply's.
         self.params_given = params_given
-        self.source: Engine | None = None  # set once the engine is ready
+        self.engine: Engine | None = None  # set once the engine is ready
+        self.queue = RequestQueue()  # turns at the engine for the panes' replies
         self.load_error: str | None = None
-        self._pending: list[str] = []
-        self._pending_lock = threading.Lock()
-        self._ui_thread_id = threading.get_native_id()
-        self._heap = HeapFreezer()  # frozen at Ready (and after the warm-up and int8 copy)
-        self._reply_text = ""  # the streaming reply so far (drawn and saved)
-        self._drawn_at = 0.0  # when streamed text was last drawn
-        self._draw_unpainted = False  # drawn, and not yet on the screen
-        self._reply_widget: AssistantMessage | None = None
-        self._chat_pane: ChatPane | None = None  # the pane a reply streams into
-        self._flush_timer: Timer | None = None
-        self._blink_after_reply = True  # the message box's cursor blink, paused while streaming
-        self.replies_done = 0  # finished replies, for tests and the UI benchmark
-        self.stream_repairs = 0  # replies whose streamed text had to be replaced at the end
-        self._cancel = threading.Event()
-        self._recorder: LensRecorder | None = None
-
-    @property
-    def system_prompt(self) -> str:
-        return self.session.chat.system
+        self.loader = ModelLoader(self, engine_factory, self._engine_changed)
+        self._active: ChatPane | None = None
+        self._blink_after_reply = True  # the message box's cursor blink, off while streaming
+        self.preset_dialogs = PresetDialogs(self, self.presets)
+        self.lens = LensController(
+            self,
+            view=lambda: self.query_one(LensView),
+            pane=lambda: self.pane,
+            engine=lambda: self.engine,
+            params=lambda: self.params,
+            say=self.set_status,
+        )
+        self.copying = CopyActions(self, self.lens, lambda: self.pane)
+        self.prompt_shape = PromptShapeDialogs(self, lambda: self.engine, lambda: self.pane)
 
     # -- layout -------------------------------------------------------------------------
     def get_default_screen(self) -> ChatScreen:
@@ -126,90 +113,69 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield LoadingView(id="loading")
-                yield ChatPane()
+                with Horizontal(id="panes"):
+                    yield ChatPane(self.history, self.initial_params, self.initial_system)
                 yield LensView()
                 yield PromptBox()
             yield ParamPanel(
-                self.initial_params, self.store.names(), lang=self.settings.get("help_lang", "en")
+                self.initial_params, self.presets.names(), lang=self.settings.get("help_lang", "en")
             )
         yield Static("", id="status")
         yield Footer()
 
     async def on_mount(self) -> None:
-        self._handle_signals()
-        loaded = load_themes()
-        for theme in loaded.themes:
-            self.register_theme(theme)
-        for error in loaded.errors:
-            self.notify(error, title="Theme skipped", severity="warning", timeout=8)
-        wanted = self.requested_theme or self.settings.get("theme") or DEFAULT_THEME
-        if wanted not in self.available_themes:
-            self.notify(f"No theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")
-            wanted = DEFAULT_THEME
-        self.theme = wanted
-        self.theme_changed_signal.subscribe(self, self._remember_theme)
-        for problem in (self.store.load_error, self.settings.load_error, self.chats.problem):
+        self._active = self.query_one(ChatPane)
+        quit_on_signals(self._quit_on_signal)
+        use_themes(self, self.requested_theme, self.settings)
+        problems = (self.presets.load_error, self.settings.load_error, self.history.problem)
+        for problem in (*problems, version_warning()):
             if problem:
                 self.notify(problem, severity="warning", timeout=12)
-        self.chats.on_problem = lambda text: self.notify(text, severity="error", timeout=12)
+        self.history.on_problem = lambda text: self.notify(text, severity="error", timeout=12)
         if self.initial_preset:
             # Only shows the name: the values (with any command-line overrides) are in force.
-            self._preset_names_changed(self.initial_preset)
+            self.preset_dialogs.names_changed(self.initial_preset)
         self.query_one(LensView).display = False
         self.query_one(PromptBox).focus()
-        self._set_status("Loading the model…")
-        threading.Thread(target=self._load_engine, name="load-model", daemon=True).start()
-        chat_id = self.chats.last_chat_id() if self.continue_last else self.open_chat_id
+        self.set_status("Loading the model…")
+        self.loader.start()
+        chat_id = self.history.last_chat_id() if self.continue_last else self.open_chat_id
         if chat_id is not None:
             await self.open_chat(chat_id, restore_params=not self.params_given)
         elif self.continue_last:
             self.notify("No saved chat to continue yet: this is a new one.")
 
-    def _remember_theme(self, theme: Theme) -> None:
-        if theme.name != self.settings.get("theme"):
-            self.settings.set("theme", theme.name)
+    # -- the panes ------------------------------------------------------------------------
+    @property
+    def pane(self) -> ChatPane:
+        """The focused chat pane: the one keys, the message box and the panel act on."""
+        if self._active is None:
+            self._active = self.query_one(ChatPane)
+        return self._active
 
-    # -- model loading (a daemon thread: quitting never waits for a load) ---------------
-    def _load_engine(self) -> None:
-        def progress(text: str, fraction: float | None) -> None:
-            self.post_message(LoadProgress(text, fraction))
+    @property
+    def panes(self) -> list[ChatPane]:
+        return list(self.query(ChatPane))
 
-        try:
-            source = self.engine_factory(progress)
-        except Exception as exc:  # noqa: BLE001 - shown to the user, not raised
-            self.post_message(EngineFailed(str(exc)))
-            return
-        self.post_message(EngineReady(source))
+    async def add_pane(self) -> ChatPane:
+        """Another chat pane beside the others, with the panel's values; it becomes the
+        focused one."""
+        pane = ChatPane(self.history, self.params, self.initial_system)
+        await self.query_one("#panes").mount(pane)
+        pane.heat_on = self.lens.heat_on
+        pane.set_record_lens(self.lens.recording)
+        if self.engine is not None:
+            pane.attach(self.engine, self.queue)
+        self._active = pane
+        return pane
 
-    @on(LoadProgress)
-    def _load_progress(self, event: LoadProgress) -> None:
-        self.query_one(LoadingView).set_stage(event.text, event.fraction)
+    @on(events.DescendantFocus)
+    def _focus_moved(self, event: events.DescendantFocus) -> None:
+        pane = next((n for n in event.widget.ancestors_with_self if isinstance(n, ChatPane)), None)
+        if pane is not None and pane is not self._active:
+            self._active = pane
+            self.query_one(ParamPanel).apply(pane.params)
 
-    @on(EngineReady)
-    def _engine_ready(self, event: EngineReady) -> None:
-        self.source = event.source
-        self.query_one(LoadingView).display = False
-        self._set_status("Ready · " + self.source.describe())
-        if getattr(self.source, "int8_pending", False):
-            self._int8_timer = self.set_interval(0.5, self._int8_made)
-        for warning in self.source.warnings:
-            self.notify(warning, title="Connection", severity="warning", timeout=15)
-        capabilities = self.source.capabilities
-        self.query_one(ParamPanel).mark_unsupported(capabilities.supported, capabilities.kind)
-        self._heap.freeze()
-        threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
-
-    @on(EngineFailed)
-    def _engine_failed(self, event: EngineFailed) -> None:
-        self.load_error = event.error
-        self._heap.freeze()  # the collector resumes (paused while loading)
-        self.query_one(LoadingView).set_error(
-            f"The model could not load:\n{event.error}\n\nQuit with Ctrl+Q; try --model bundled."
-        )
-        self.notify(event.error, title="Model could not load", severity="error", timeout=15)
-        self._set_status("No model: " + event.error)
-
-    # -- status ---------------------------------------------------------------------------
     @property
     def params(self) -> SamplingParams:
         """The valid values in force (a field with an invalid entry keeps its last valid one)."""
@@ -217,179 +183,214 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
 
     @property
     def generating(self) -> bool:
-        return self._reply_widget is not None
+        """The focused pane's reply is streaming."""
+        return self.pane.streaming
 
-    def _set_status(self, text: str) -> None:
-        # One row, as wide as the screen, whatever it says (app.tcss): no layout needed
-        # (each was a layout of the whole screen, ~10 ms, at every reply's start and end).
+    @property
+    def replies_done(self) -> int:
+        return sum(pane.replies_done for pane in self.panes)
+
+    @property
+    def stream_repairs(self) -> int:
+        return sum(pane.stream_repairs for pane in self.panes)
+
+    # -- model loading (a daemon thread: quitting never waits for a load) ---------------
+    @on(LoadProgress)
+    def _load_progress(self, event: LoadProgress) -> None:
+        self.query_one(LoadingView).set_stage(event.text, event.fraction)
+
+    @on(EngineReady)
+    def _engine_ready(self, event: EngineReady) -> None:
+        engine = self.engine = event.engine
+        self.queue = RequestQueue(concurrent=engine.capabilities.concurrent)
+        for pane in self.panes:
+            pane.attach(engine, self.queue)
+        self.query_one(LoadingView).display = False
+        self.set_status("Ready · " + engine.describe())
+        self.query_one(ParamPanel).mark_unsupported(
+            engine.capabilities.supported, engine.capabilities.kind
+        )
+        for warning in engine.warnings:
+            self.notify(warning, title="Connection", severity="warning", timeout=15)
+        self.loader.ready(engine)
+
+    def _engine_changed(self, engine: Engine) -> None:
+        if not any(pane.streaming for pane in self.panes):
+            self.set_status("Ready · " + engine.describe())
+
+    @on(EngineFailed)
+    def _engine_failed(self, event: EngineFailed) -> None:
+        self.load_error = event.error
+        self.loader.failed()
+        self.query_one(LoadingView).set_error(
+            f"The model could not load:\n{event.error}\n\nQuit with Ctrl+Q; try --model bundled."
+        )
+        self.notify(event.error, title="Model could not load", severity="error", timeout=15)
+        self.set_status("No model: " + event.error)
+
+    # -- status ---------------------------------------------------------------------------
+    def set_status(self, text: str) -> None:
+        """The status line (one row as wide as the screen: a new text needs no layout)."""
         self.query_one("#status", Static).update(text, layout=False)
+
+    @on(ChatPane.Status)
+    def _pane_status(self, event: ChatPane.Status) -> None:
+        if event.pane is self._active and self.is_running:
+            self.set_status(event.text)
 
     @on(ParamPanel.Changed)
     def _params_changed(self, event: ParamPanel.Changed) -> None:
-        self._what_if()
+        self.pane.params = event.params  # the panel edits the focused pane's values
+        self.lens.what_if()
         notes = [a.message for a in event.params.advice() if not a.ignored]
-        self._set_status(
+        self.set_status(
             "Next reply: " + event.params.summary() + (f" · note: {notes[0]}" if notes else "")
         )
 
-    # -- sending and streaming ----------------------------------------------------------
+    @on(ParamPanel.PresetChosen)
+    def _preset_chosen(self, event: ParamPanel.PresetChosen) -> None:
+        self.preset_dialogs.load(event.name)
+
+    # -- replies --------------------------------------------------------------------------
     def _can_generate(self) -> bool:
-        if self.source is None:
+        if self.engine is None:
             self.notify(
                 self.load_error or "The model is still loading; Send works once it is ready.",
                 severity="warning",
             )
             return False
-        if self.generating:
-            self.notify("A reply is still streaming: Esc stops it.", severity="warning")
-            return False
+        self.pane.params = self.params
         return True
 
     @on(PromptBox.Submitted)
     async def _submit(self, event: PromptBox.Submitted) -> None:
-        if not self._can_generate():
-            return
-        if self._refused([*self.history(), Message("user", event.text)]):
-            return  # the message stays in the box; nothing was sent
-        self.query_one(PromptBox).clear()
-        turn = self.session.add_user(event.text)
-        index = len(self.session.chat.turns) - 1
-        self._begin_version(index)
-        await self.query_one(ChatPane).add_turn(turn, index)
-        self._start_reply(index)
-
-    def _refused(self, messages: list[Message]) -> bool:
-        """True (and says why) when the newest message cannot fit the context window."""
-        try:
-            self.source.plan(messages, self.params)
-        except ContextTooLong as exc:
-            self.notify(str(exc), title="Too long for the context window", severity="error")
-            self._set_status(str(exc))
-            return True
-        return False
-
-    def history(self, upto: int | None = None) -> list[Message]:
-        """The engine's messages (all turns, or up to turn ``upto``'s user message)."""
-        return self.session.chat.messages(upto)
-
-    def _begin_version(self, index: int) -> None:
-        turn = self.session.chat.turns[index]
-        self.session.start_reply(
-            turn, self.params, self.source.model_name, self.source.engine_label()
-        )
-
-    # -- actions ----------------------------------------------------------------------------
-    def action_stop_reply(self) -> None:
-        """Esc: stop the reply streaming; when none is, back to the message box (from the
-        panel's fields, which Tab reached, or the chat)."""
-        if self.generating and self.source is not None:
-            self._cancel.set()  # honoured even before the engine has started the request
-            self.source.stop()
-            self._set_status("Stopping…")
-        elif not isinstance(self.focused, PromptBox):
-            self.query_one(PromptBox).focus()
+        if self._can_generate() and await self.pane.send(event.text):
+            self.query_one(PromptBox).clear()
 
     async def action_regenerate(self) -> None:
-        turns = self.session.chat.turns
-        if not turns or self.query_one(ChatPane).reply_for(len(turns) - 1) is None:
-            self.notify("Nothing to regenerate yet.", severity="warning")
-            return
-        if not self._can_generate() or self._refused(self.history(upto=len(turns) - 1)):
-            return
-        self._begin_version(len(turns) - 1)
-        self._start_reply(len(turns) - 1)
+        if self._can_generate():
+            await self.pane.regenerate()
+
+    @on(ChatPane.ReplyStarted)
+    def _reply_started(self, event: ChatPane.ReplyStarted) -> None:
+        # A steady cursor while a reply streams: each blink repaints the message box.
+        prompt = self.query_one(PromptBox)
+        if prompt.cursor_blink:
+            self._blink_after_reply, prompt.cursor_blink = True, False
+        self.lens.reply_started()
+
+    @on(ChatPane.ReplyEnded)
+    def _reply_ended(self, event: ChatPane.ReplyEnded) -> None:
+        if not any(pane.streaming for pane in self.panes):
+            for prompt in self.query(PromptBox):  # none once the app shuts down
+                prompt.cursor_blink = self._blink_after_reply
+        if event.pane is self._active and self.is_running:
+            self.lens.reply_ended(event.reply)
+
+    def action_stop_reply(self) -> None:
+        """Esc: stop the focused pane's reply; when none streams, back to the message box
+        (from the panel's fields, which Tab reached, or the chat)."""
+        if not self.pane.stop() and not isinstance(self.focused, PromptBox):
+            self.query_one(PromptBox).focus()
 
     async def action_show_version(self, step: int) -> None:
-        replies = self.query_one(ChatPane).assistant_messages()
-        if not replies or self.generating:
-            return
-        reply = replies[-1]
-        self.session.show_version(reply.turn, reply.shown + step)
-        await reply.redraw()
-        reply.show_heat(self.heat_on)
+        await self.pane.show_version(step)
 
-    def _int8_made(self) -> None:
-        """Say so when the int8 copy (made on its thread after Ready) is in use."""
-        if getattr(self.source, "int8_pending", True):
-            return
-        self._int8_timer.stop()
-        int8 = self.source.loaded.int8
-        if int8.error is not None:
-            self.notify(
-                f"The int8 copy failed ({int8.error}); replies use the float weights",
-                severity="warning",
-            )
-        else:
-            self.notify(
-                f"int8 copy made in {int8.seconds:.1f} s: replies now decode in int8", timeout=4
-            )
-        self._heap.freeze()
-        if not self.generating:
-            self._set_status("Ready · " + self.source.describe())
+    # -- chats ------------------------------------------------------------------------------
+    async def action_new_chat(self) -> None:
+        """Start a new chat in the focused pane; the one on screen stays in the history."""
+        self.lens.forget()
+        await self.pane.new_chat()
+
+    async def open_chat(self, chat_id: int, restore_params: bool = True) -> bool:
+        """Show a stored chat in the focused pane; False (and a message) when there is
+        none with that id. ``restore_params``: the panel takes the values of the chat's
+        last reply, so that the chat goes on as it was."""
+        self.lens.forget()
+        last = await self.pane.open_chat(chat_id)
+        if last is False:
+            return False
+        if restore_params and isinstance(last, SamplingParams) and last != self.params:
+            self.query_one(ParamPanel).apply(last)
+            self.notify("Parameters of the chat's last reply: " + last.summary(), timeout=10)
+        return True
+
+    def action_open_chats(self) -> None:
+        pane = self.pane
+
+        async def chosen(chat_id: int | None) -> None:
+            if chat_id is not None:
+                await self.open_chat(chat_id)
+            elif pane.log.chat is not pane.session.chat:
+                await pane.show_session_chat()  # the open chat was deleted
+
+        self.push_screen(ChatsScreen(pane.session), chosen)
+
+    def export_chat(self, fmt: str = "md") -> Path:
+        """Write the focused chat to the data folder as Markdown or JSON; returns its path."""
+        path = self.pane.export(fmt)
+        self.notify(f"Chat exported to {path}")
+        return path
+
+    # -- the lens -------------------------------------------------------------------------
+    def action_toggle_lens(self) -> None:
+        self.lens.toggle_lens()
+
+    def action_toggle_heat(self) -> None:
+        self.lens.toggle_heat()
+
+    def action_lens_step(self, delta: int) -> None:
+        self.lens.step(delta)
+
+    def action_lens_select(self, turn_index: int, step: int) -> None:
+        """Open one step of one reply in the lens (clicking a token in the heat map)."""
+        self.lens.select(turn_index, step)
+
+    @on(LensReplayed)
+    def _lens_replayed(self, event: LensReplayed) -> None:
+        self.lens.replayed(event)
+
+    @on(WhatIfReady)
+    def _what_if_ready(self, event: WhatIfReady) -> None:
+        self.lens.what_if_ready(event)
+
+    # -- panel, presets, copying, prompt shape -------------------------------------------
+    def action_toggle_panel(self) -> None:
+        panel = self.query_one(ParamPanel)
+        panel.display = not panel.display
+
+    def action_toggle_language(self) -> None:
+        lang = self.query_one(ParamPanel).toggle_language()
+        self.settings.set("help_lang", lang)
+
+    def action_save_preset(self) -> None:
+        self.preset_dialogs.save()
+
+    def action_copy_reply(self) -> None:
+        self.copying.copy_reply()
+
+    def action_copy_code(self) -> None:
+        self.copying.copy_code()
+
+    def set_chat_format(self, chat_format: str) -> None:
+        """turns, dialogue or raw: how the conversation becomes the next prompt."""
+        self.prompt_shape.set_chat_format(chat_format)
+
+    # -- the end ----------------------------------------------------------------------------
+    def _keep_partial_replies(self) -> None:
+        """However the app ends, replies still generating are asked to stop, and what they
+        streamed so far is kept, marked stopped."""
+        for pane in self.panes:
+            pane.keep_partial_reply()
 
     def on_unmount(self) -> None:
-        self._keep_partial_reply()
-        self._heap.end()
-
-    def _warm_up(self) -> None:
-        warm_code_highlighting()
-        self._heap.freeze()  # what the warm-up made too
-
-    def _keep_partial_reply(self) -> None:
-        """However the app ends, a reply still generating is asked to stop, and what it
-        streamed so far is kept, marked stopped."""
-        if self.source is not None:
-            self.source.stop()
-        reply, self._reply_widget = self._reply_widget, None
-        if reply is not None and reply.version is not None and reply.version.status == "streaming":
-            # (Once the reply ended it is saved whole, and only its drawing was catching up.)
-            with self._pending_lock:
-                self._reply_text += "".join(self._pending)
-            self.session.abandon_reply(reply.version, self._reply_text)
+        self._keep_partial_replies()
+        self.loader.end()
 
     async def action_quit(self) -> None:
-        self._keep_partial_reply()  # the reply ends within one token; the worker then exits
+        self._keep_partial_replies()  # each reply ends within one token; its worker exits
         self.exit(0)
 
-    def _handle_signals(self) -> None:
-        """SIGTERM and SIGINT (from ``kill``; Ctrl+C is a key here) end the app as Ctrl+Q
-        does: the partial reply is kept, the terminal restored; exit code 128 + signal."""
-        import asyncio
-        import signal
-
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(number, self._quit_on_signal, int(number))
-            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-                pass  # not the main thread (tests), or not a Unix loop
-
     def _quit_on_signal(self, number: int) -> None:
-        self._keep_partial_reply()
+        self._keep_partial_replies()
         self.exit(return_code=128 + number)
-
-
-def make_app(
-    args: argparse.Namespace, params: SamplingParams, engine_factory: EngineFactory | None = None
-) -> ChatApp:
-    """The app as the command line configures it (shared by ``run_app`` and the tests)."""
-    factory = engine_factory or partial(engine_from_args, args, background=True)
-    return ChatApp(
-        factory,
-        params,
-        preset=args.preset,
-        theme=args.theme,
-        system=args.system,
-        chat_id=getattr(args, "chat", None),
-        continue_last=getattr(args, "continue_last", False),
-        params_given=getattr(args, "params_given", False),
-    )
-
-
-def run_app(args: argparse.Namespace, params: SamplingParams) -> int:
-    """Open the app (``chatapp`` with no --prompt)."""
-    app = make_app(args, params)
-    app.run()
-    if app.source is not None:
-        app.source.stop()
-    return app.return_code or 0

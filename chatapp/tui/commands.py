@@ -4,40 +4,69 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:  # pragma: no cover
-    from chatapp.tui.app import ChatApp
+from chatapp.tui.preset_dialogs import PresetDialogs
+from chatapp.tui.prompt_shape import PromptShapeDialogs
+
+
+class CommandTarget(Protocol):
+    """What the palette's commands call: the app (named here, not imported, so that the
+    app and its command provider do not import each other)."""
+
+    preset_dialogs: PresetDialogs
+    prompt_shape: PromptShapeDialogs
+    available_themes: dict[str, Any]
+
+    def action_save_preset(self) -> None: ...
+    async def action_new_chat(self) -> None: ...
+    def action_open_chats(self) -> None: ...
+    def export_chat(self, fmt: str = "md") -> object: ...
+    def action_copy_reply(self) -> None: ...
+    def action_copy_code(self) -> None: ...
+    def action_toggle_language(self) -> None: ...
+    def action_toggle_lens(self) -> None: ...
+    def action_toggle_heat(self) -> None: ...
+    async def action_show_version(self, step: int) -> None: ...
 
 
 class ChatCommands(Provider):
     """chatapp's own commands."""
 
     def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
-        app: ChatApp = self.app  # type: ignore[assignment]
-        for preset in app.store.all():
+        app: CommandTarget = self.app  # type: ignore[assignment]
+        dialogs = app.preset_dialogs
+        for preset in dialogs.presets.all():
             yield (
                 f"Preset: {preset.name}",
-                partial(app.load_preset, preset.name),
+                partial(dialogs.load, preset.name),
                 preset.params.summary(),
             )
-        for preset in app.store.all():
+        for preset in dialogs.presets.all():
             if not preset.builtin:
-                yield (f"Rename preset: {preset.name}", partial(app.rename_preset, preset.name), "")
-                yield (f"Delete preset: {preset.name}", partial(app.delete_preset, preset.name), "")
+                yield (f"Rename preset: {preset.name}", partial(dialogs.rename, preset.name), "")
+                yield (f"Delete preset: {preset.name}", partial(dialogs.delete, preset.name), "")
         yield ("Save preset…", app.action_save_preset, "Save the current parameters (Ctrl+S)")
         for name in sorted(app.available_themes):
             yield (f"Theme: {name}", partial(setattr, app, "theme", name), "")
-        yield ("Set system prompt…", app.edit_system_prompt, "Instructions for the model")
+        yield (
+            "Set system prompt…",
+            app.prompt_shape.edit_system_prompt,
+            "Instructions for the model",
+        )
         for fmt, text in (
             ("turns", "the model's chat turns"),
             ("dialogue", "plain User:/Assistant: lines (base models)"),
             ("raw", "one running text, no template (--raw)"),
         ):
-            yield (f"Chat format: {fmt}", partial(app.set_chat_format, fmt), text)
-        yield ("Edit dialogue preamble…", app.edit_preamble, "The dialogue format's examples")
+            yield (f"Chat format: {fmt}", partial(app.prompt_shape.set_chat_format, fmt), text)
+        yield (
+            "Edit dialogue preamble…",
+            app.prompt_shape.edit_preamble,
+            "The dialogue format's examples",
+        )
         yield ("New chat", app.action_new_chat, "Ctrl+N: the current chat stays in the history")
         yield ("Chats…", app.action_open_chats, "Ctrl+O: open, search, rename or delete chats")
         yield ("Export chat to Markdown", app.export_chat, "Write the chat to a .md file")

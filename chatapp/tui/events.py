@@ -14,9 +14,9 @@ from chatapp.engine.protocol import ReplyStats
 class EngineReady(Message):
     """The model loaded."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, engine: Any) -> None:
         super().__init__()
-        self.source = source
+        self.engine = engine
 
 
 class EngineFailed(Message):

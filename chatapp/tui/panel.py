@@ -32,16 +32,16 @@ class ParamInput(OrderedInput):
     ]
     NUDGE_KEYS = {"+": 1, "-": -1}  # no parameter takes a sign, so these never type one
 
-    async def _on_key(self, event: events.Key) -> None:
+    async def key_first(self, event: events.Key) -> bool:
         # Input types printable keys before bindings are looked at, so + and - are
-        # caught here (as bindings they never fired: '+' replaced the value).
+        # caught here (as bindings they would never fire: '+' would replace the value).
         direction = self.NUDGE_KEYS.get(event.character or "")
         if direction is not None:
             event.stop()
             event.prevent_default()
             self.action_nudge(direction)
-            return
-        await super()._on_key(event)
+            return True
+        return await super().key_first(event)
 
     def __init__(self, spec: ParamSpec, value: Any) -> None:
         super().__init__(value=spec.format(value), id=f"param-{spec.name}", compact=True)

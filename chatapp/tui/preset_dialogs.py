@@ -1,45 +1,45 @@
-"""Preset dialogs (load, save, rename, delete), mixed into the app."""
+"""Preset dialogs (load, save, rename, delete) over the preset store and the panel."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from textual.app import App
 
 from chatapp.params import SamplingParams
-from chatapp.presets import PresetError
+from chatapp.presets import PresetError, PresetStore
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.widgets import Confirm, TextPrompt
 
-if TYPE_CHECKING:  # pragma: no cover
-    from chatapp.tui.app import ChatApp
 
-    _Base = ChatApp
-else:
-    _Base = object
+class PresetDialogs:
+    """Preset actions: ``presets`` is the store, ``host`` the app that shows the panel
+    and the dialogs."""
 
+    def __init__(self, host: App[int], presets: PresetStore) -> None:
+        self.host = host
+        self.presets = presets
 
-class PresetDialogs(_Base):
-    """Preset actions; the app supplies ``store`` (the PresetStore) and the panel."""
+    def _panel(self) -> ParamPanel:
+        return self.host.query_one(ParamPanel)
 
-    def on_param_panel_preset_chosen(self, event: ParamPanel.PresetChosen) -> None:
-        self.load_preset(event.name)
-
-    def load_preset(self, name: str) -> None:
-        preset = self.store.get(name)
+    def load(self, name: str) -> None:
+        preset = self.presets.get(name)
         if preset is None:
-            self.notify(f"No preset named {name!r}", severity="error")
+            self.host.notify(f"No preset named {name!r}", severity="error")
             return
-        self.query_one(ParamPanel).apply(preset.params)
-        self.notify(f"Preset {preset.name}: {preset.params.summary()}")
+        self._panel().apply(preset.params)
+        self.host.notify(f"Preset {preset.name}: {preset.params.summary()}")
 
-    def _preset_names_changed(self, selected: str | None = None) -> None:
+    def names_changed(self, selected: str | None = None) -> None:
+        """Show the store's names in the panel's list (``selected`` shown as chosen)."""
         # Showing a name in the list is not choosing it: no PresetChosen echo.
-        with self.prevent(ParamPanel.PresetChosen):
-            self.query_one(ParamPanel).set_preset_names(self.store.names(), selected)
+        with self.host.prevent(ParamPanel.PresetChosen):
+            self._panel().set_preset_names(self.presets.names(), selected)
 
-    def action_save_preset(self) -> None:
-        panel = self.query_one(ParamPanel)
+    def save(self) -> None:
+        """Ask for a name, and save the panel's values under it."""
+        panel = self._panel()
         if panel.errors:
-            self.notify(
+            self.host.notify(
                 "Invalid fields are not saved; their last valid values are: "
                 + ", ".join(panel.errors),
                 severity="warning",
@@ -47,53 +47,54 @@ class PresetDialogs(_Base):
 
         def named(name: str | None) -> None:
             if name:
-                self._save_preset(name.strip(), self.params)
+                self.save_as(name.strip(), panel.params)
 
-        self.push_screen(
+        self.host.push_screen(
             TextPrompt("Save the current parameters as preset:", placeholder="name"), named
         )
 
-    def _save_preset(self, name: str, params: SamplingParams, overwrite: bool = False) -> None:
+    def save_as(self, name: str, params: SamplingParams, overwrite: bool = False) -> None:
+        """Save ``params`` as preset ``name`` (asks before overwriting one)."""
         try:
-            preset = self.store.save(name, params, overwrite=overwrite)
+            preset = self.presets.save(name, params, overwrite=overwrite)
         except PresetError as exc:
             if "overwrite it?" in str(exc):
 
                 def answer(yes: bool | None) -> None:
                     if yes:
-                        self._save_preset(name, params, overwrite=True)
+                        self.save_as(name, params, overwrite=True)
 
-                self.push_screen(Confirm(str(exc)), answer)
+                self.host.push_screen(Confirm(str(exc)), answer)
             else:
-                self.notify(str(exc), severity="error")
+                self.host.notify(str(exc), severity="error")
             return
-        self._preset_names_changed()
-        self.notify(f"Saved preset {preset.name} to {self.store.path}")
+        self.names_changed()
+        self.host.notify(f"Saved preset {preset.name} to {self.presets.path}")
 
-    def rename_preset(self, old: str) -> None:
+    def rename(self, old: str) -> None:
         def named(new: str | None) -> None:
             if not new:
                 return
             try:
-                self.store.rename(old, new.strip())
+                self.presets.rename(old, new.strip())
             except PresetError as exc:
-                self.notify(str(exc), severity="error")
+                self.host.notify(str(exc), severity="error")
                 return
-            self._preset_names_changed()
-            self.notify(f"Renamed preset {old} to {new.strip()}")
+            self.names_changed()
+            self.host.notify(f"Renamed preset {old} to {new.strip()}")
 
-        self.push_screen(TextPrompt(f"Rename preset {old} to:", value=old), named)
+        self.host.push_screen(TextPrompt(f"Rename preset {old} to:", value=old), named)
 
-    def delete_preset(self, name: str) -> None:
+    def delete(self, name: str) -> None:
         def answer(yes: bool | None) -> None:
             if not yes:
                 return
             try:
-                self.store.delete(name)
+                self.presets.delete(name)
             except PresetError as exc:
-                self.notify(str(exc), severity="error")
+                self.host.notify(str(exc), severity="error")
                 return
-            self._preset_names_changed()
-            self.notify(f"Deleted preset {name}")
+            self.names_changed()
+            self.host.notify(f"Deleted preset {name}")
 
-        self.push_screen(Confirm(f"Delete preset {name}?"), answer)
+        self.host.push_screen(Confirm(f"Delete preset {name}?"), answer)

@@ -1,35 +1,34 @@
 """A reply on its way: the worker that generates it, the timer that draws and saves
-what it streams, and the end of it. Mixed into the app."""
+what it streams, and the end of it. One ``ReplyStream`` per streaming reply, owned by
+the chat pane that shows it."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
-from textual import work
+from textual.timer import Timer
+from textual.widget import Widget
 
-from chatapp.conversation import ReplyVersion
+from chatapp.conversation import ChatSession, ReplyVersion
 from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
-from chatapp.engine.protocol import EngineError, ReplyInterrupted, ReplyStats
+from chatapp.engine.protocol import Engine, EngineError, ReplyInterrupted, ReplyStats
+from chatapp.engine.request_queue import RequestQueue
 from chatapp.params import SamplingParams
-from chatapp.tui.chat import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatPane
+from chatapp.tui.chat_log import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatLog
 from chatapp.tui.events import ReplyFinished
-from chatapp.tui.screen import ChatScreen
-from chatapp.tui.widgets import PromptBox
+from chatapp.tui.textual_internals import changes_pending
 
 if TYPE_CHECKING:  # pragma: no cover
-    from chatapp.tui.app import ChatApp
-
-    _Base = ChatApp
-else:
-    _Base = object
+    from textual.screen import Screen
 
 FLUSH_INTERVAL = 0.05  # seconds between looks at what the generation thread buffered
-# Drawn at most this often while it comes slowly (each draw costs the UI thread ~1-2 ms);
+# Drawn at most this often while it comes slowly (each draw costs the UI thread a little);
 # sooner when more than a view's worth waits (fast text), a view a draw.
 DRAW_INTERVAL = 0.15
 DRAW_LINES = 4  # the fewest rows a draw may add (a view too small for more)
@@ -89,45 +88,93 @@ def yield_cpu_to_the_ui(main_thread_id: int) -> int:
     return lowered
 
 
-class ReplyStreaming(_Base):
-    """Streams one reply at a time into its widget and the store (handlers use ``on_*``
-    names: ``@on`` is not registered in a plain mixin)."""
+class ReplyStream:
+    """One reply streaming into its widget and the history: the engine call on a worker
+    thread, the buffer it fills, the timer that draws and saves it, and its end.
 
-    def _start_reply(self, index: int) -> None:
-        reply = self.query_one(ChatPane).reply_for(index)
-        assert reply is not None and reply.version is not None
-        version, params = reply.version, reply.version.params
-        messages = self.history(upto=index)
-        reply.start_streaming()
-        self._reply_widget = reply
-        self._cancel = threading.Event()  # this reply's own stop flag (Esc sets it)
-        # Always in the pipeline, so F3/F6 can switch recording on mid-reply; while
-        # inactive it only applies the stages, as generate itself would.
-        self._recorder = LensRecorder(active=self.recording)
-        self._lens_shown_count = 0
-        self._pending.clear()
-        self._reply_text = ""
-        self._drawn_at = 0.0
-        self._draw_unpainted = False
+    ``owner`` (the chat pane) runs the worker and the timer and receives ``ReplyFinished``,
+    which it hands back to ``finish``."""
+
+    def __init__(
+        self,
+        owner: Widget,
+        log: ChatLog,
+        reply: AssistantMessage,
+        session: ChatSession,
+        engine: Engine,
+        queue: RequestQueue,
+        *,
+        record_lens: bool,
+        on_waiting: Callable[[], None] = lambda: None,
+    ) -> None:
+        assert reply.version is not None
+        self.owner, self.log, self.reply, self.session = owner, log, reply, session
+        self.engine, self.queue = engine, queue
+        self.version: ReplyVersion = reply.version
+        self.params: SamplingParams = reply.version.params
+        self.cancel = threading.Event()  # this reply's own stop flag (Esc sets it)
+        # Always in the pipeline, so the lens and heat map can switch recording on
+        # mid-reply; while inactive it only applies the stages, as generate would.
+        self.recorder = LensRecorder(active=record_lens)
+        self.text = ""  # the reply so far, drawn and saved
+        self.repaired = False  # its streamed text had to be replaced at the end
+        self._on_waiting = on_waiting
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._drawn_at = 0.0  # when streamed text was last drawn
+        self._draw_unpainted = False  # drawn, and not yet on the screen
         self._follow_moves_drawn = 0
-        self._flush_timer = self.set_interval(FLUSH_INTERVAL, self._flush_stream)
-        chat = self._chat_pane = self.query_one(ChatPane)  # kept: a query walks the DOM
-        chat.scroll_end(animate=False, immediate=True)
-        chat.start_following(reply.body)
-        # A steady cursor while the reply streams: each blink repaints the message box
-        # (~2 ms, twice a second, on top of the stream's own drawing).
-        prompt = self.query_one(PromptBox)
-        self._blink_after_reply, prompt.cursor_blink = prompt.cursor_blink, False
-        self._set_status(f"Generating ({params.summary()}) · Esc stops")
-        self._generate(index, version, messages, params, self._recorder, self._cancel)
+        self._flush_timer: Timer | None = None
+        self._ui_thread_id = threading.get_native_id()
+
+    # -- the start ----------------------------------------------------------------------
+    def start(self, messages: list[Message]) -> None:
+        """Start generating (on a worker thread) and drawing (on a timer)."""
+        self.reply.start_streaming()
+        self._flush_timer = self.owner.set_interval(FLUSH_INTERVAL, self._flush)
+        self.log.scroll_end(animate=False, immediate=True)
+        self.log.start_following(self.reply.body)
+        self.owner.run_worker(
+            lambda: self._generate(messages), thread=True, group="reply", name="reply"
+        )
+
+    def stop(self) -> None:
+        """Ask the reply to end (honoured even while it waits for its turn)."""
+        self.cancel.set()
 
     def _on_piece(self, piece: str) -> None:
         # Called on the generation thread: only buffer here; the timer draws.
         with self._pending_lock:
             self._pending.append(piece)
 
-    async def _flush_stream(self, force: bool = False) -> None:
-        self._follow_lens()
+    def _generate(self, messages: list[Message]) -> None:
+        stats = None
+        error = None
+        try:
+            with self.queue.turn(self.cancel, self._on_waiting) as granted:
+                if granted:
+                    # Each time: torch may have started compute threads since the last.
+                    yield_cpu_to_the_ui(self._ui_thread_id)
+                    stats = self.engine.stream_reply(
+                        messages,
+                        self.params,
+                        self._on_piece,
+                        lens=self.recorder,
+                        cancel=self.cancel,
+                        wait=True,
+                    )
+                else:  # stopped while it waited for its turn: nothing was generated
+                    stats = ReplyStats(0, 0, 0.0, 0.0, "stopped")
+        except ReplyInterrupted as exc:  # the reply broke off: keep what arrived
+            stats, error = exc.stats, str(exc)
+        except EngineError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown in the message
+            error = f"{type(exc).__name__}: {exc}"
+        self.owner.post_message(ReplyFinished(self.reply.turn_index, self.version, stats, error))
+
+    # -- drawing ------------------------------------------------------------------------
+    async def _flush(self, force: bool = False) -> None:
         if self._draw_unpainted and not force:
             # The last draw is not on the screen yet (a busy moment): a second one now
             # would scroll the first's lines away before any frame showed them.
@@ -149,118 +196,82 @@ class ReplyStreaming(_Base):
                 text, rest = text[:cut], text[cut:]
                 self._pending.append(rest)
         self._drawn_at = now
-        self._reply_text += text
-        version = self._reply_widget.version if self._reply_widget is not None else None
-        if version is not None and version.status == "streaming":
+        self.text += text
+        if self.version.status == "streaming":
             # Saved at most once a second: the store's cost stays out of the token rate.
             # (Not once the reply is saved whole and only its drawing is catching up.)
-            self.session.stream_text(version, self._reply_text)
+            self.session.stream_text(self.version, self.text)
         if text:
             self._show_streamed()
-            if self._chat_pane is not None:
-                self._follow_moves_drawn = self._chat_pane.follow_moves
+            self._follow_moves_drawn = self.log.follow_moves
             self._draw_unpainted = True
-            self.call_after_refresh(self._draw_painted)
+            self.owner.call_after_refresh(self._draw_painted)
 
     def _draw_painted(self) -> None:
-        """After the frame that showed a draw (and, if the pane's follow scroll came later,
-        put off until the grown reply was laid out, after the frame that showed that): a
-        draw before it would scroll the last draw's lines out of view unseen.
+        """After the frame that showed a draw (and, if the log's follow scroll came later,
+        after the frame that showed that): a draw before it would scroll the last draw's
+        lines out of view unseen.
 
         Textual runs "after refresh" callbacks at its next idle moment when it knows of no
         change to show, and a widget tells the screen of its change only at its own idle
-        moment: so the callback could come before the frame (seen: two draws 9 ms apart,
-        no frame between, 17 lines never shown). It waits on while a change is still on
-        its way to the screen."""
-        chat = self._chat_pane
-        if chat is not None and chat.follow_moves != self._follow_moves_drawn:
-            self._follow_moves_drawn = chat.follow_moves
-            self.call_after_refresh(self._draw_painted)
+        moment: so the callback can come before the frame. It waits on while a change is
+        still on its way to the screen."""
+        if self.log.follow_moves != self._follow_moves_drawn:
+            self._follow_moves_drawn = self.log.follow_moves
+            self.owner.call_after_refresh(self._draw_painted)
             return
         if self._frame_to_come():
-            self.call_after_refresh(self._draw_painted)
+            self.owner.call_after_refresh(self._draw_painted)
             return
         self._draw_unpainted = False
 
     def _frame_to_come(self) -> bool:
-        """Whether a change to the reply or the chat pane has not reached the screen yet
-        (Textual's own flags: it has no public way to say so). False while another screen
-        (a dialog) is in front: the main screen draws nothing then, and waiting on it would
-        spin."""
-        screen = self.screen
-        if not isinstance(screen, ChatScreen):
+        """Whether a change to the reply or the chat log has not reached the screen yet.
+        False while another screen (a dialog) is in front: the log's screen draws nothing
+        then, and waiting on it would spin."""
+        if not self.log.is_mounted:
             return False
-        if (
-            screen._layout_required
-            or screen._scroll_required
-            or screen._repaint_required
-            or screen._dirty_widgets
-        ):
-            return True
-        reply = self._reply_widget
-        widgets = [self._chat_pane] + ([reply, reply.body] if reply is not None else [])
-        return any(
-            widget is not None
-            and (widget._layout_required or widget._repaint_required or widget._scroll_required)
-            for widget in widgets
-        )
+        screen: Screen = self.log.screen
+        if screen is not self.owner.app.screen:
+            return False
+        return changes_pending(screen, (self.log, self.reply, self.reply.body))
+
+    @property
+    def draw_pending(self) -> bool:
+        """A draw is not on the screen yet."""
+        return self._draw_unpainted
 
     def _room_per_draw(self) -> tuple[int, int]:
-        """The most new rows one draw may add (what fits in the chat pane's view above the
-        few rows a follow scroll leaves below the last one), and the reply's width."""
-        chat, reply = self._chat_pane, self._reply_widget
-        if chat is None or not chat.is_mounted or reply is None:  # shutting down mid-reply
+        """The most new rows one draw may add (what fits in the log's view above the few
+        rows a follow scroll leaves below the last one), and the reply's width."""
+        log, reply = self.log, self.reply
+        if not log.is_mounted:  # shutting down mid-reply
             return DRAW_LINES, 80
-        view = chat.scrollable_content_region.height
-        width = reply.body.content_size.width or chat.scrollable_content_region.width
+        view = log.scrollable_content_region.height
+        width = reply.body.content_size.width or log.scrollable_content_region.width
         return max(DRAW_LINES, view - max(1, view // FOLLOW_STEP_DIVISOR) - 1), width
 
     def _show_streamed(self, final: bool = False) -> None:
         """Draw the reply so far; when it ends, draw it whole (ReplyText.set_text)."""
-        reply, chat = self._reply_widget, self._chat_pane
-        if reply is None or chat is None or not reply.is_mounted:  # shutting down mid-reply
+        reply, log = self.reply, self.log
+        if not reply.is_mounted:  # shutting down mid-reply
             return
         body = reply.body
         before = body.line_count
         if final:
             # Back to Textual's anchor (the chat's end) if the user was following the reply.
-            following = chat.shows_end(before)
-            chat.stop_following()
-            body.set_text(self._reply_text)
+            following = log.shows_end(before)
+            log.stop_following()
+            body.set_text(self.text)
             if following:
-                chat.call_after_refresh(chat.anchor)
-        elif body.show(self._reply_text):  # drawn at the next layout: follow after it
-            chat.call_after_refresh(chat.follow, before)
+                log.call_after_refresh(log.anchor)
+        elif body.show(self.text):  # drawn at the next layout: follow after it
+            log.call_after_refresh(log.follow, before)
         else:
-            chat.follow(before)
+            log.follow(before)
 
-    @work(thread=True, exclusive=True, group="reply", name="reply")
-    def _generate(
-        self,
-        index: int,
-        version: ReplyVersion,
-        messages: list[Message],
-        params: SamplingParams,
-        recorder: LensRecorder,
-        cancel: threading.Event,
-    ):
-        stats = None
-        error = None
-        # Each time: torch may have started compute threads since the last reply.
-        yield_cpu_to_the_ui(self._ui_thread_id)
-        try:
-            stats = self.source.stream_reply(
-                messages, params, self._on_piece, lens=recorder, cancel=cancel, wait=True
-            )
-        except ReplyInterrupted as exc:  # the reply broke off: keep what arrived
-            stats, error = exc.stats, str(exc)
-        except EngineError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - shown in the message
-            error = f"{type(exc).__name__}: {exc}"
-        self.post_message(ReplyFinished(index, version, stats, error))
-
-    def _needs_drain(self) -> bool:
+    # -- the end ------------------------------------------------------------------------
+    def needs_drain(self) -> bool:
         """Whether the reply's end has text buffered, or a draw not on the screen yet:
         then its end waits for the frames that show them (``_drain``)."""
         if self._draw_unpainted:
@@ -282,72 +293,32 @@ class ReplyStreaming(_Base):
                 if not any(self._pending):
                     return
             self._drawn_at = 0.0  # no waiting for the draw interval
-            await self._flush_stream()
+            await self._flush()
 
-    async def _end_stream(self) -> None:
-        """Draw what is still buffered, then the reply whole."""
+    async def finish(self, event: ReplyFinished) -> None:
+        """The reply ended (already saved whole): draw what is still buffered, then the
+        reply whole, and keep its lens steps with it."""
         if self._flush_timer is not None:
             self._flush_timer.stop()
             self._flush_timer = None
         await self._drain()
-        await self._flush_stream(force=True)
-        if self._reply_widget is not None and self._reply_widget.body.streaming:
+        await self._flush(force=True)
+        if self.reply.body.streaming:
             self._show_streamed(final=True)
-        for prompt in self.query(PromptBox):  # none once the app shuts down
-            prompt.cursor_blink = self._blink_after_reply
+        stats = event.stats
+        if stats is not None and self.reply.body.text != stats.text:
+            # Streaming lost or garbled text: show the engine's whole reply, and say so
+            # (the UI benchmark counts these; there should be none).
+            self.repaired = True
+            self.reply.body.set_text(stats.text)
+        self.version.lens_steps = list(self.recorder.steps)
+        self.version.lens_complete = bool(self.version.lens_steps) and self.recorder.complete
 
-    async def on_reply_finished(self, event: ReplyFinished) -> None:
-        # Saved whole first: a quit while its end is still being drawn keeps all of it.
-        self.session.finish_reply(event.version, event.stats, event.error)
-        if self._needs_drain():
-            # Its end is drawn a view at a time over a few frames (_drain): in a task of
-            # its own, so that keys typed meanwhile are handled at once (a handler that
-            # waits holds up the app's queue: 0.56 s for a key at 500 tok/s).
-            self.run_worker(self._finish_reply(event), group="finish")
-        else:
-            await self._finish_reply(event)
-
-    async def _finish_reply(self, event: ReplyFinished) -> None:
-        await self._end_stream()
-        stats, error, version = event.stats, event.error, event.version
-        reply = self._reply_widget
-        self._reply_widget = None
-        if reply is not None and stats is not None and reply.body.text != stats.text:
-            # Streaming lost or garbled text: show the engine's whole reply, and count it
-            # (the UI benchmark reports this; it should stay 0).
-            self.stream_repairs += 1
-            reply.body.set_text(stats.text)
-        if self._recorder is not None:
-            version.lens_steps = list(self._recorder.steps)
-            version.lens_complete = bool(version.lens_steps) and self._recorder.complete
-            self._recorder = None
-        if reply is not None:
-            reply.show_meta()
-            if version.lens_steps:
-                self.lens_target = (reply, len(version.lens_steps) - 1)
-                self._show_lens()
-            reply.show_heat(self.heat_on)
-        self.replies_done += 1
-        if error:
-            self.notify(error, title="Generation failed", severity="error")
-            self._set_status("Generation failed: " + error)
-        elif stats is not None and reply is not None:
-            self._show_context(reply, stats)
-            used = stats.prompt_tokens + stats.new_tokens
-            window = f"/{stats.window:,}" if stats.window else " (the server's window is unknown)"
-            self._set_status(f"Done · {stats.summary()} · context {used:,}{window}")
-
-    def _show_context(self, reply: AssistantMessage, stats: ReplyStats) -> None:
-        """Say at the reply what the window forced, and dim the turns left out."""
-        notes = []
-        if stats.left_out:
-            turns = "turn" if stats.left_out == 1 else "turns"
-            notes.append(
-                f"{stats.left_out} earlier {turns} no longer fit the {stats.window:,}-token "
-                "window and were left out of this reply"
-            )
-        if stats.clipped:
-            notes.append(f"max_new_tokens clipped to {stats.max_new_tokens} to fit the window")
-        reply.set_context_note(" · ".join(notes))
-        for widget in self.query_one(ChatPane).query(".message"):
-            widget.set_class(widget.turn_index < stats.left_out, "-left-out")
+    def keep_partial(self) -> None:
+        """The app ends mid-reply: ask the reply to stop, and keep what streamed so far,
+        marked stopped (once it ended it is saved whole already)."""
+        self.cancel.set()
+        if self.version.status == "streaming":
+            with self._pending_lock:
+                self.text += "".join(self._pending)
+            self.session.abandon_reply(self.version, self.text)

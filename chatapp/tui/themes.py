@@ -7,11 +7,14 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from textual.app import App
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from chatapp import paths
+from chatapp.settings import SettingsFile
 
 _COLOR_FIELDS = (
     "primary",
@@ -75,3 +78,28 @@ def load_themes() -> ThemeLoad:
             except (OSError, ValueError, UnicodeDecodeError) as exc:
                 result.errors.append(f"Theme file {path} skipped: {exc}")
     return result
+
+
+DEFAULT_THEME = "chatapp-dark"
+
+
+def use_themes(app: App[Any], requested: str | None, settings: SettingsFile) -> None:
+    """Register the bundled and user themes with ``app``, switch to the one asked for
+    (else the saved one, else the default), and save each later choice in ``settings``.
+    A theme that cannot be used is named in a notification, never fatal."""
+    loaded = load_themes()
+    for theme in loaded.themes:
+        app.register_theme(theme)
+    for error in loaded.errors:
+        app.notify(error, title="Theme skipped", severity="warning", timeout=8)
+    wanted = requested or settings.get("theme") or DEFAULT_THEME
+    if wanted not in app.available_themes:
+        app.notify(f"No theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")
+        wanted = DEFAULT_THEME
+    app.theme = wanted
+
+    def remember(theme: Theme) -> None:
+        if theme.name != settings.get("theme"):
+            settings.set("theme", theme.name)
+
+    app.theme_changed_signal.subscribe(app, remember)

@@ -8,48 +8,24 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widget import Widget
 from textual.widgets import Button, Input, Label, ProgressBar, Static, TextArea
 
-
-async def run_own_binding(widget: Widget, event: events.Key) -> bool:
-    """Run ``widget``'s own binding for this key now, as its key event arrives; True if
-    one ran (the event is then used up).
-
-    Textual types a printable key in the focused widget's key handler, but runs a bound
-    key (Backspace, arrows, End, …) only once its event has bubbled up to the app. When
-    keys arrive together (tmux, a paste of keystrokes, a slow SSH link that sends several
-    in one packet), the characters typed after a Backspace were inserted before it ran:
-    End, 6 x Backspace, "0.2" in the temperature field left it empty, with 0.2 in use
-    (Textual issue #6605; its fix, PR #6631, is not released). The widget's own bindings
-    come first in the chain the app would search, so running them here changes only when
-    they run, not which action runs. Priority bindings were already checked by the app."""
-    if event.is_printable:
-        return False
-    for binding in widget._bindings.key_to_bindings.get(event.key, ()):
-        # (the app's run_action says whether an action ran; Widget.run_action does not)
-        if not binding.priority and await widget.app.run_action(binding.action, widget):
-            event.stop()
-            event.prevent_default()
-            return True
-    return False
+from chatapp.tui.textual_internals import KeysFirst, run_own_binding
 
 
-class OrderedInput(Input):
+class OrderedInput(KeysFirst, Input):
     """Textual's Input with its bound keys applied in order with the characters typed
     (``run_own_binding``): every one-line field of the app is one."""
 
-    async def _on_key(self, event: events.Key) -> None:
-        if not await run_own_binding(self, event):
-            await super()._on_key(event)
+    async def key_first(self, event: events.Key) -> bool:
+        return await run_own_binding(self, event)
 
 
-class OrderedTextArea(TextArea):
+class OrderedTextArea(KeysFirst, TextArea):
     """Textual's TextArea with its bound keys applied in order (``run_own_binding``)."""
 
-    async def _on_key(self, event: events.Key) -> None:
-        if not await run_own_binding(self, event):
-            await super()._on_key(event)
+    async def key_first(self, event: events.Key) -> bool:
+        return await run_own_binding(self, event)
 
 
 class PromptBox(OrderedTextArea):
@@ -64,21 +40,22 @@ class PromptBox(OrderedTextArea):
         super().__init__(id="prompt", soft_wrap=True, show_line_numbers=False, compact=True)
         self.placeholder = "Message (Enter to send, Shift+Enter for a new line)"
 
-    async def _on_key(self, event: events.Key) -> None:
+    async def key_first(self, event: events.Key) -> bool:
         if event.key == "enter":
             event.stop()
             event.prevent_default()
             text = self.text.strip()
             if text:
                 self.post_message(self.Submitted(text))
-            return
+            return True
         if event.key in ("shift+enter", "ctrl+j"):
             event.stop()
             event.prevent_default()
-            start, end = self.selection
-            self._replace_via_keyboard("\n", start, end)
-            return
-        await super()._on_key(event)
+            if not self.read_only:
+                start, end = self.selection
+                self.replace("\n", start, end, maintain_selection_offset=False)
+            return True
+        return await super().key_first(event)
 
 
 class LoadingView(Vertical):
