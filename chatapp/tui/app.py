@@ -169,12 +169,21 @@ class ChatApp(App[int]):
         self._active = pane
         return pane
 
+    def focus_pane(self, pane: ChatPane) -> None:
+        """Make ``pane`` the focused one: the panel shows and edits its values."""
+        if pane is not self._active:
+            self._active = pane
+            self.query_one(ParamPanel).apply(pane.params)
+
     @on(events.DescendantFocus)
     def _focus_moved(self, event: events.DescendantFocus) -> None:
         pane = next((n for n in event.widget.ancestors_with_self if isinstance(n, ChatPane)), None)
-        if pane is not None and pane is not self._active:
-            self._active = pane
-            self.query_one(ParamPanel).apply(pane.params)
+        if pane is not None:
+            self.focus_pane(pane)
+
+    @on(ChatPane.Chosen)
+    def _pane_chosen(self, event: ChatPane.Chosen) -> None:
+        self.focus_pane(event.pane)
 
     @property
     def params(self) -> SamplingParams:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message as TextualMessage
@@ -38,6 +38,13 @@ class ChatPane(Vertical):
             super().__init__()
             self.pane = pane
             self.text = text
+
+    class Chosen(TextualMessage):
+        """The user clicked in this pane: it becomes the focused one."""
+
+        def __init__(self, pane: ChatPane) -> None:
+            super().__init__()
+            self.pane = pane
 
     class ReplyStarted(TextualMessage):
         """A reply started streaming in this pane."""
@@ -71,6 +78,10 @@ class ChatPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield ChatLog()
+
+    @on(events.Click)
+    def _clicked(self) -> None:
+        self.post_message(self.Chosen(self))
 
     @property
     def log(self) -> ChatLog:
