@@ -27,6 +27,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
         dest="command",
         metavar="COMMAND",
+        prog=parser.prog,  # not the parser's usage text, which may span lines
         title="commands (the saved chats; they load no model)",
     )
     chats = sub.add_parser("chats", help=COMMANDS["chats"], description=COMMANDS["chats"])
