@@ -210,7 +210,7 @@ def test_ctrl_c_mid_reply_exits_130(engine):
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert first.strip() or out.strip()
+    assert first  # the reply had started (its first piece may be a space)
     assert proc.returncode == 130, err
     assert "chatapp: stopped" in err
 
