@@ -1,5 +1,10 @@
 """``chatapp chats``, ``chatapp export ID`` and ``chatapp import FILE``: the history, for
-scripts (no UI, no model)."""
+scripts (no UI, no model).
+
+The parsers are added to the ``chatapp`` command's own (``add_commands``), so that
+``chatapp --help`` lists them; the history modules are imported only when one runs, so
+the app's start does not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +15,34 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from chatapp import paths
-from chatapp.conversation import ChatSession, load_export
-from chatapp.store import ChatStore
+COMMANDS = {
+    "chats": "list the saved chats (id, last active, messages, title; tab-separated)",
+    "export": "write one saved chat as Markdown or JSON",
+    "import": "add a chat from a JSON export, as a new chat",
+}
 
-COMMANDS = ("chats", "export", "import")
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatapp", description="The saved chats.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("chats", help="list the saved chats: id, last active, title (tab-separated)")
-    export = sub.add_parser("export", help="write one chat as Markdown or JSON")
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    """Add the history commands to ``parser`` as subcommands (``args.command`` names one)."""
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        prog=parser.prog,  # not the parser's usage text, which may span lines
+        title="commands (the saved chats; they load no model)",
+    )
+    chats = sub.add_parser("chats", help=COMMANDS["chats"], description=COMMANDS["chats"])
+    chats.add_argument(
+        "query",
+        nargs="*",
+        help="only the chats whose messages or replies hold every word (as Ctrl+O "
+        "searches); a fifth column shows the matching text",
+    )
+    export = sub.add_parser("export", help=COMMANDS["export"], description=COMMANDS["export"])
     export.add_argument("id", type=int, help="the chat's id (see 'chatapp chats')")
     export.add_argument("--format", choices=("md", "json"), default="md")
     export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-    imported = sub.add_parser("import", help="add a chat from a JSON export")
+    imported = sub.add_parser("import", help=COMMANDS["import"], description=COMMANDS["import"])
     imported.add_argument("file", help="a file written by 'chatapp export ID --format json'")
-    return parser
 
 
 def _fail(message: str) -> int:
@@ -35,16 +50,23 @@ def _fail(message: str) -> int:
     return 1
 
 
-def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the history command that ``args`` names; returns the exit status."""
+    from chatapp import paths
+    from chatapp.conversation import ChatSession, load_export
+    from chatapp.store import ChatStore
+
     store = ChatStore()
     if store.problem:
         print(f"chatapp: note: {store.problem}", file=sys.stderr)
     session = ChatSession(store)
     if args.command == "chats":
-        for chat in store.list_chats(limit=1_000_000):
+        query = " ".join(args.query)
+        found = store.search(query, limit=1_000_000) if query else None
+        for chat in store.list_chats(limit=1_000_000) if found is None else found:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(chat.updated))
-            print(f"{chat.id}\t{when}\t{chat.messages}\t{chat.title}")
+            line = f"{chat.id}\t{when}\t{chat.messages}\t{chat.title}"
+            print(line if found is None else f"{line}\t{chat.snippet}")
         return 0
     if args.command == "export":
         if not session.open(args.id):
@@ -68,3 +90,13 @@ def main(argv: Sequence[str]) -> int:
     chat_id = session.import_chat(chat)
     print(f"{chat_id}\t{chat.title}")
     return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """The history commands alone (``chatapp.cli.main`` is the usual way in)."""
+    parser = argparse.ArgumentParser(prog="chatapp", description="The saved chats.")
+    add_commands(parser)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("a command is required: " + ", ".join(COMMANDS))
+    return run(args)

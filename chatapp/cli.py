@@ -1,4 +1,9 @@
-"""Command line: ``chatapp`` opens the app; ``chatapp --prompt TEXT`` streams one reply."""
+"""Command line: ``chatapp`` opens the app; ``chatapp --prompt TEXT`` streams one reply;
+``chatapp chats|export|import`` work on the saved chats (``chatapp.chats_cli``).
+
+Importing this module imports no torch, transformers or Textual: each is imported only
+once the command line says it is needed, so ``--help``, a bad flag and the history
+commands answer at once."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chatapp import __version__, heap, timings
+from chatapp import __version__, chats_cli, heap, timings
 from chatapp.engine.loading import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
 
@@ -19,9 +24,14 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatapp",
-        description="Chat with a local Hugging Face model and steer how it samples. "
-        "Without --prompt, opens the full-screen app.",
+        usage="%(prog)s [OPTIONS]            the app; with --prompt TEXT, one reply\n"
+        "       %(prog)s COMMAND [ARGS]      chats, export or import: the saved chats",
+        description="Chat with a local Hugging Face model (or one on an OpenAI-compatible "
+        "server) and steer how it samples. Without a command or --prompt, opens the "
+        "full-screen app.",
+        epilog="'chatapp COMMAND --help' explains a command's own options.",
     )
+    chats_cli.add_commands(parser)
     parser.add_argument("--version", action="version", version=f"chatapp {__version__}")
     parser.add_argument(
         "--prompt", metavar="TEXT", help="stream one reply to TEXT and exit ('-' reads stdin)"
@@ -69,11 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the fast path for a GPU: a static KV cache and torch.compile of the decode "
-        "step (compiles for 30-90 s at the first start, shown in the loading view). Default "
-        "auto: on for CUDA with none or ao-int8 weights (an H200, gemma-2b shape: bf16 324 "
-        "tok/s, 51 without; ao-int8 161, 47 without), off on the CPU, for bitsandbytes, "
-        "and for models with sliding-window layers (Gemma 2 and 3, the bundled one: they "
-        "recompile the step)",
+        "step (it compiles at the first start, shown in the loading view). Default auto: "
+        "on for CUDA with none or ao-int8 weights, where it is several times faster; off "
+        "on the CPU, for bitsandbytes, and for models with sliding-window layers (Gemma 2 "
+        "and 3, the bundled one: they recompile the step)",
     )
     parser.add_argument(
         "--context",
@@ -100,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="continue_last",
         action="store_true",
         help="reopen the last chat, with its last reply's sampling values unless flags or "
-        "--preset give others (also: 'chatapp chats', 'chatapp export ID', "
-        "'chatapp import FILE')",
+        "--preset give others",
     )
     chats.add_argument("--chat", type=int, metavar="ID", help="open the saved chat ID")
     parser.add_argument("--preset", metavar="NAME", help="start from a saved or built-in preset")
@@ -170,13 +178,14 @@ def _fail(message: str, code: int) -> int:
 def parse_command_line(
     argv: Sequence[str] | None,
 ) -> tuple[argparse.Namespace, SamplingParams | None]:
-    """The parsed flags and the sampling values they ask for (None with --help-params):
-    the flags' over --preset's over the defaults. ``args.params_given`` says whether
-    flags or --preset chose any (a chat reopened at start-up then keeps them).
+    """The parsed flags and the sampling values they ask for (None with --help-params or
+    a history command): the flags' over --preset's over the defaults.
+    ``args.params_given`` says whether flags or --preset chose any (a chat reopened at
+    start-up then keeps them).
 
     Raises ``ParamError`` for a bad value or an unknown preset."""
     args = build_parser().parse_args(argv)
-    if args.help_params:
+    if args.help_params or args.command is not None:
         return args, None
     changes = _sampling_flags(args)
     args.params_given = bool(args.preset or changes)
@@ -185,16 +194,15 @@ def parse_command_line(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``chatapp`` command with ``argv``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("chats", "export", "import"):
-        from chatapp import chats_cli
-
-        heap.resume()  # loads no model
-        return chats_cli.main(argv)
     try:
         args, params = parse_command_line(argv)
     except ParamError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if args.command is not None:
+        heap.resume()  # the history commands load no model: nothing to keep out of collections
+        return chats_cli.run(args)
     if params is None:
         print(help_text(args.help_params))
         return 0
@@ -206,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
-    """The one-shot mode: stream the reply to stdout, like the seed's TextStreamer cell."""
+    """The one-shot mode: stream the reply to stdout, like the tutorial's TextStreamer cell."""
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         return _fail("the prompt is empty", EXIT_USAGE)
@@ -289,11 +297,11 @@ def entry() -> None:  # pragma: no cover - tests/test_quit.py runs it in a subpr
     every file is written (presets, settings and the history are written whole, under a
     lock, before the call that changes them returns). What is left is the interpreter's
     teardown: joining a generation thread that is finishing its token, unloading torch
-    and freeing the model, seconds on 2 cores for nothing the user sees. Skip it."""
+    and freeing the model, which can take seconds for nothing the user sees. Skip it."""
     import logging
     import os
 
-    heap.pause()  # until the model is loaded (chatapp/heap.py)
+    heap.pause()  # until the model is loaded: see chatapp/heap.py for why
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

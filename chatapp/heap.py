@@ -1,16 +1,15 @@
 """Keeping Python's cyclic garbage collector off what chatapp loads once.
 
-Loading is ~390,000 objects (torch, transformers, the model; Textual in the app) made in a
-few seconds, and the collector walked them again and again as they came: 954 collections
-costing 0.63 s (0.5 s of them full ones) of the one-shot's ~5 s on 2 cores. Once loaded,
-each full collection still walked them all: 190-220 ms holding the GIL, every few replies,
-on whichever thread allocated last (seen mid-reply on the UI thread: a stall of the screen
-and of the generation). So the ``chatapp`` command starts with the collector paused
-(``pause``), and once the model is loaded what is there is frozen out of every later
-collection and the collector resumes (``HeapFreezer.freeze``): a full collection then
-walks only what the chats made since, 20-40 ms here. No gc.collect() before the freeze
-(~300 ms): what is garbage then is what loading left, ~11,000 small objects (no change
-in resident memory when collected).
+Loading makes hundreds of thousands of long-lived objects (torch, transformers, the model;
+Textual in the app) in a few seconds, and the collector would walk them again and again
+as they come, a large share of the start. Once loaded, each full collection would still
+walk them all while holding the GIL, on whichever thread allocated last: mid-reply, a
+stall of the screen and of the generation. So the ``chatapp`` command starts with the
+collector paused (``pause``), and once the model is loaded what is there is frozen out
+of every later collection and the collector resumes (``loaded``, ``HeapFreezer.freeze``):
+a full collection then walks only what the chats made since. There is no gc.collect()
+before the freeze: what loading leaves as garbage is small objects holding little memory,
+not worth a full walk. docs/performance.md has the figures and the commands that give them.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ def pause() -> None:
 
 
 def resume() -> None:
+    """Collect as usual again, noting how many collections ran while paused."""
     global _collections_while_paused
     if not gc.isenabled() and _collections_at_pause is not None:
         _collections_while_paused = collections() - _collections_at_pause

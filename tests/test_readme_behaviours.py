@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+from pathlib import Path
+
 import pytest
 
 from chatapp import paths
-from chatapp.cli import parse_command_line
+from chatapp.chats_cli import COMMANDS
+from chatapp.cli import build_parser, parse_command_line
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.presets import PresetStore
 from chatapp.tui.chat_log import AssistantMessage
@@ -19,6 +24,73 @@ def app_from_command_line(*argv: str, pieces=("ok",)):
     args, params = parse_command_line(list(argv))
     source = FakeTokenSource(list(pieces))
     return make_app(args, params, lambda progress: source), source
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def _readme_section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def _readme_command_lines() -> list[list[str]]:
+    """Every ``chatapp …`` command in the README's shell blocks, as argv after ``chatapp``."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("| ", 1)[-1].strip()  # echo … | chatapp …
+            if line.startswith("chatapp"):
+                commands.append(shlex.split(line, comments=True)[1:])
+    return commands
+
+
+# -- the README's commands and keys -----------------------------------------------------------
+def test_every_command_line_in_the_readme_parses():
+    commands = _readme_command_lines()
+    assert len(commands) >= 10
+    parser = build_parser()
+    for argv in commands:
+        parser.parse_args(argv)  # exits 2, naming the flag, on one that is not there
+    used = {argv[0] for argv in commands if argv}
+    assert set(COMMANDS) <= used  # each command has an example
+
+
+def _readable(key: str) -> str:
+    names = {"escape": "Esc", "enter": "Enter", "tab": "Tab", "end": "End"}
+    return "+".join(names.get(part, part.capitalize()) for part in key.split("+"))
+
+
+def _bindings_of(app) -> set[str]:
+    """The keys chatapp's own classes bind, along the focused widget's chain."""
+    nodes = [app, app.screen, *app.focused.ancestors_with_self]
+    keys = set()
+    for node in nodes:
+        for cls in type(node).__mro__:
+            if not cls.__module__.startswith("chatapp"):
+                continue
+            for binding in cls.__dict__.get("BINDINGS", ()):
+                key = binding.key if hasattr(binding, "key") else binding[0]
+                keys.update(k.strip() for k in key.split(","))
+    return keys
+
+
+async def test_the_readme_names_every_key_the_app_binds():
+    keys_text = _readme_section("Keys in the app")
+    app, _ = fake_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        bound = _bindings_of(app)
+        app.query_one("#param-top_k").focus()
+        await pilot.pause(0.05)
+        bound |= _bindings_of(app)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatsScreen")
+        bound |= _bindings_of(app)
+    assert {"ctrl+r", "f3", "ctrl+d", "up"} <= bound  # the app's, the chats list's, a field's
+    missing = sorted(key for key in bound if _readable(key) not in keys_text)
+    assert missing == []
 
 
 # -- keys ---------------------------------------------------------------------------------
