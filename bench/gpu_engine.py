@@ -24,9 +24,9 @@ Per mode, timings alternate raw and engine (after a warm-up of each):
     cache and compile config, so the compiled step is shared, not compiled twice);
   - engine/raw, and the engine's decode and prefill against raw bf16 (the none row);
   - peak GPU memory; the closeness to bf16 (``chatapp.engine.closeness``);
-  - for --app-modes: the app's tokens/s, Enter to the last token drawn, against the
-    engine's own rate (``ui_stream.real_model_on`` on the same loaded engine), alternating;
-    once with Python's thread switch interval (5 ms) and once at 1 ms.
+  - for --app-modes: the app's tokens/s against the engine alone, both on a terminal
+    (``ui_stream.real_model``: two child processes on the same model and values),
+    alternating.
 Each row is also appended to --out as JSON, so a run cut short keeps what it measured,
 and a later run into the same --out adds its modes to the same table (ratios and the
 closeness stay against that file's none row and the bf16 --reference it saved).
@@ -37,7 +37,6 @@ that pass the closeness check) and the mode ``--quant auto`` picks here.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import statistics
@@ -337,13 +336,11 @@ def main() -> None:
             flush=True,
         )
         if name in args.app_modes.split(","):
-            from ui_stream import real_model_on
+            from ui_stream import real_model
 
-            for interval in (None, 0.001):  # Python's default 5 ms, then 1 ms
-                key = "app_engine" if interval is None else "app_engine_switch_1ms"
-                row[key] = asyncio.run(
-                    real_model_on(engine, mode.params, args.tokens, args.app_runs, interval)
-                )
+            row["app_engine"] = real_model(
+                args.tokens, args.app_runs, str(folder), quant, compile=bool(fast)
+            )
         rows[name] = row
         with open(args.out, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")

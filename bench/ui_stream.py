@@ -34,7 +34,6 @@ keypress <= 100 ms; app/engine >= 0.97.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -82,22 +81,19 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     from chatapp.engine.fake import FakeTokenSource
     from chatapp.params import SamplingParams
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import ChatPane
+    from chatapp.tui.reply_stream import ReplyStream
 
     pieces = reply_pieces(tokens)
     source = FakeTokenSource(pieces, tokens_per_second=rate)
     app = ChatApp(lambda progress: source, SamplingParams(max_new_tokens=tokens))
-    original_start = app._start_reply
     cpu: list[tuple[float, float, int]] = []  # (wall, UI-thread CPU seconds, chars drawn)
-    original_flush = app._flush_stream
+    original_start, original_flush = ReplyStream.start, ReplyStream._flush
+    original_finish = ReplyStream.finish
 
-    async def flush(force: bool = False) -> None:
-        await original_flush(force)
-        reply = app._reply_widget
-        if reply is not None:
-            cpu.append((time.perf_counter(), time.thread_time(), len(reply.shown_text)))
+    async def flush(stream: ReplyStream, force: bool = False) -> None:
+        await original_flush(stream, force)
+        cpu.append((time.perf_counter(), time.thread_time(), len(stream.reply.shown_text)))
 
-    app._flush_stream = flush  # type: ignore[method-assign]
     # UI_STREAM_PROFILE=FILE: the UI thread's cProfile while the reply streams (pstats).
     profile_to = os.environ.get("UI_STREAM_PROFILE")
     profile = None
@@ -105,23 +101,20 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
         import cProfile
 
         profile = cProfile.Profile()
-        original_end = app._end_stream
 
-        async def end() -> None:
+    async def finish(stream: ReplyStream, event) -> None:
+        if profile is not None:
             profile.disable()
-            await original_end()
+        await original_finish(stream, event)
 
-        app._end_stream = end  # type: ignore[method-assign]
-
-    def start(index: int) -> None:
-        reply = app.query_one(ChatPane).reply_for(index)
-        assert reply is not None
+    def start(stream: ReplyStream, messages) -> None:
         cpu.append((time.perf_counter(), time.thread_time(), 0))
         if profile is not None:
             profile.enable()
-        original_start(index)
+        original_start(stream, messages)
 
-    app._start_reply = start  # type: ignore[method-assign]
+    ReplyStream.start, ReplyStream._flush = start, flush  # type: ignore[method-assign]
+    ReplyStream.finish = finish  # type: ignore[method-assign]
     app.run()
     if profile is not None:
         profile.dump_stats(profile_to)
@@ -299,139 +292,162 @@ def run_in_terminal(
     return summary
 
 
-# -- part 2: the real model, app vs engine -------------------------------------------------
-class _DrawWatch:
-    """When a streaming reply's drawn state last changed: the length of the text drawn and
-    its number of lines (the whole text's render at the reply's end can change the lines).
-    Read right after each ReplyText call that changes what it draws (patched in for the
-    bench), so nothing polls: the poll it replaces woke the UI thread every 5 ms, and the
-    app was charged with that time."""
-
-    def __init__(self) -> None:
-        from chatapp.tui.chat import ReplyText
-
-        self.cls, self.state, self.changed_at = ReplyText, None, 0.0
-        self.saved = {name: getattr(ReplyText, name) for name in ("show", "_render")}
-
-    def _seen(self, body) -> None:
-        state = len(body.text), body.line_count
-        if state != self.state:
-            self.state, self.changed_at = state, time.perf_counter()
-
-    def __enter__(self) -> _DrawWatch:
-        for name, method in self.saved.items():
-
-            def watched(body, *args, _method=method, **kwargs):
-                result = _method(body, *args, **kwargs)
-                self._seen(body)
-                return result
-
-            setattr(self.cls, name, watched)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for name, method in self.saved.items():
-            setattr(self.cls, name, method)
+# -- part 2: the real model, app vs engine, both on a pseudo-terminal -----------------------
+END_MARK = "REPLY-END"
 
 
-async def real_model(
-    tokens: int, runs: int, model: str = "bundled", quant: str = "none", compile: bool = False
-) -> float:
+def _part2_engine(model: str, quant: str, compile: bool, tokens: int):
+    """The engine both sides use, and the values: every reply is exactly ``tokens`` long
+    (no EOS, raw format, a fixed seed), after one full-size warm-up reply."""
     from chatapp.engine import LocalEngine, Message
     from chatapp.engine.loading import silence_libraries
-    from chatapp.params import SEED_VALUES, SamplingParams
+    from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)
-    # Every reply is exactly --real-tokens long, in the app and direct: the same work.
-    # (A reply after a reused prompt is drawn from logits that differ in the last bits
-    # from a fresh prefill's, so one seed could give a 9-token reply in one and a 38-token
-    # reply in the other, and time-to-first-token weighs more in the short one.)
     disable_eos(engine)
     engine.chat_format = "raw"  # no dialogue stop strings either
-    params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=tokens, seed=0)
+    params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=tokens, seed=0)
     engine.stream_reply([Message("user", SEED_PROMPT)], params)  # warm-up
-    return await real_model_on(engine, params, tokens, runs)
+    return engine, params
 
 
-async def real_model_on(
-    engine, params, tokens: int, runs: int, switch_interval: float | None = None
-) -> float:
-    """The app on ``engine`` (headless) against ``engine`` itself: the median tokens/s
-    from Enter to the last token drawn, over the engine's request-to-last-token rate,
-    alternating with the order rotated. Prints both and returns the ratio.
-    ``switch_interval``: run under ``sys.setswitchinterval`` (how long a thread that wants
-    the GIL waits for the UI thread to hand it over; Python's default is 5 ms)."""
-    default_interval = sys.getswitchinterval()
-    if switch_interval is not None:
-        sys.setswitchinterval(switch_interval)
-    try:
-        return await _real_model_on(engine, params, tokens, runs)
-    finally:
-        sys.setswitchinterval(default_interval)
-
-
-async def _real_model_on(engine, params, tokens: int, runs: int) -> float:
-    # The app's chats, settings and presets in a folder of the bench's own, not the user's.
-    data = Path(tempfile.mkdtemp(prefix="ui-stream-"))
-    for name in ("CONFIG", "DATA"):
-        os.environ.setdefault(f"CHATAPP_{name}_DIR", str(data / name.lower()))
+def direct_child(model: str, quant: str, compile: bool, tokens: int) -> None:
+    """The engine alone on the terminal: each line read is a request; the reply is
+    written to the terminal piece by piece as it comes, then END_MARK."""
     from chatapp.engine import Message
+
+    engine, params = _part2_engine(model, quant, compile, tokens)
+    print("READY", flush=True)
+    for _ in sys.stdin:
+        engine.reset()  # the same full prefill as the app's new chat
+
+        def show(piece: str) -> None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+        stats = engine.stream_reply([Message("user", SEED_PROMPT)], params, show)
+        sys.stdout.write(f"\n{END_MARK} {stats.new_tokens}\n")
+        sys.stdout.flush()
+
+
+def app_child(model: str, quant: str, compile: bool, tokens: int) -> None:
+    """The real app on the terminal, on the same engine and values."""
     from chatapp.tui.app import ChatApp
-    from chatapp.tui.chat import AssistantMessage
 
-    app_rates: list[float] = []
-    engine_rates: list[float] = []
-    app = ChatApp(lambda progress: engine, params)
-    async with app.run_test(size=(120, 40)) as pilot:
-        while app.source is None:
-            await pilot.pause(0.01)
+    engine, params = _part2_engine(model, quant, compile, tokens)
+    ChatApp(lambda progress: engine, params).run()
 
-        async def direct() -> None:
-            stats = await asyncio.to_thread(
-                engine.stream_reply, [Message("user", SEED_PROMPT)], params
-            )
-            engine_rates.append(stats.new_tokens / stats.elapsed)
 
-        async def in_app() -> None:
-            await app.action_new_chat()
-            await pilot.pause()
-            done = app.replies_done
-            app.query_one("#prompt").insert(SEED_PROMPT)
-            with _DrawWatch() as watch:
-                enter = time.perf_counter()
-                # Pilot.press returns once the keys' messages are handled; the reply goes
-                # on. Checked twice a second until the reply has ended (``replies_done``),
-                # then until the text is rendered whole (ReplyText.set_text renders it at
-                # the next layout).
-                await pilot.press("enter")
-                while app.replies_done == done:
-                    await asyncio.sleep(0.5)
-                reply = app.query(AssistantMessage).last()
-                while not reply.body.rendered:
-                    await asyncio.sleep(0.005)
-            stats = reply.versions[-1].stats
-            app_rates.append(stats.new_tokens / (watch.changed_at - enter))
+class _Pair:
+    """The two children on their terminals; whichever is not being timed is read too,
+    so that its terminal never fills up and blocks it."""
 
-        order = [direct, in_app]
-        for i in range(runs):
-            for fn in order[i % 2 :] + order[: i % 2]:  # rotate the order each round
-                await fn()
-        repairs = app.stream_repairs
-    a, e = statistics.median(app_rates), statistics.median(engine_rates)
+    def __init__(self, children: dict[str, PtyChild]) -> None:
+        self.children = children
+
+    def plain(self, name: str, start: int) -> str:
+        data = bytes(self.children[name].buffer[start:])
+        return ANSI.sub(b"", data).decode("utf-8", "replace")
+
+    def wait_for(self, name: str, needle: str, start: int, timeout: float) -> float:
+        """The moment ``needle`` arrived in ``name``'s terminal output after ``start``."""
+        import select
+
+        deadline = time.perf_counter() + timeout
+        primaries = {child.primary: child for child in self.children.values()}
+        while time.perf_counter() < deadline:
+            ready, _, _ = select.select(list(primaries), [], [], 0.05)
+            now = time.perf_counter()
+            for fd in ready:
+                primaries[fd].read(0)
+            if needle in self.plain(name, start):
+                return now
+        raise SystemExit(f"ui_stream part 2: {name} never showed {needle!r}")
+
+    def settle(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for child in self.children.values():
+                child.read(0.01)
+
+
+def real_model(
+    tokens: int, runs: int, model: str = "bundled", quant: str = "none", compile: bool = False
+) -> float:
+    """The app against the engine alone, both in a child process on a pseudo-terminal,
+    both on the same engine and values with no reuse (the app starts a new chat, the
+    engine resets), each timed from the request (Enter; a line) to the reply's end on the
+    terminal (the app's "Done" status, drawn after the last token; the engine's end mark,
+    written after the last token). Alternating, the order rotated each round."""
+    data = Path(tempfile.mkdtemp(prefix="ui-stream-"))
+    env = {
+        **os.environ,
+        "CHATAPP_CONFIG_DIR": str(data / "config"),
+        "CHATAPP_DATA_DIR": str(data / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    spec = [model, quant, "1" if compile else "0", str(tokens)]
+    me = [sys.executable, str(Path(__file__).resolve())]
+    pair = _Pair(
+        {
+            "engine": PtyChild([*me, "--direct-child", *spec], env),
+            "app": PtyChild([*me, "--app-child", *spec], env),
+        }
+    )
+    pair.wait_for("engine", "READY", 0, 600)
+    pair.wait_for("app", "Ready", 0, 600)
+    pair.settle(1.0)
+    rates: dict[str, list[float]] = {"engine": [], "app": []}
+
+    def direct() -> None:
+        child = pair.children["engine"]
+        start = len(child.buffer)
+        sent = time.perf_counter()
+        child.write(b"\n")
+        ended = pair.wait_for("engine", END_MARK, start, 600)
+        rates["engine"].append(tokens / (ended - sent))
+
+    def in_app() -> None:
+        child = pair.children["app"]
+        start = len(child.buffer)
+        child.write(b"\x0e")  # Ctrl+N: a new chat, so the engine prefills it all
+        pair.wait_for("app", "New chat", start, 30)
+        child.write(b"\x1b[200~" + SEED_PROMPT.encode() + b"\x1b[201~")
+        pair.settle(0.5)
+        start = len(child.buffer)
+        sent = time.perf_counter()
+        child.write(b"\r")
+        ended = pair.wait_for("app", f"Done · {tokens} tokens", start, 600)
+        rates["app"].append(tokens / (ended - sent))
+        pair.settle(0.3)
+
+    order = [direct, in_app]
+    for i in range(runs):
+        for fn in order[i % 2 :] + order[: i % 2]:  # rotate the order each round
+            fn()
+    pair.children["app"].write(b"\x11")
+    for child in pair.children.values():
+        try:
+            child.proc.terminate()
+            child.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+    a, e = statistics.median(rates["app"]), statistics.median(rates["engine"])
     print(
-        f"{engine.describe()}: {tokens} tokens, {runs} runs each (alternating, order "
-        f"rotated), switch interval {sys.getswitchinterval() * 1000:.1f} ms"
+        f"part 2: {model} ({quant}), {tokens} tokens, {runs} runs each on a terminal "
+        "(alternating, order rotated), no reuse on either side"
     )
     print(
-        f"engine direct   median {e:.2f} tok/s request to last token  "
-        f"(runs: {', '.join(f'{r:.1f}' for r in engine_rates)})"
+        f"engine alone    median {e:.2f} tok/s request to end mark  "
+        f"(runs: {', '.join(f'{r:.1f}' for r in rates['engine'])})"
     )
     print(
-        f"in the app      median {a:.2f} tok/s Enter to last token drawn  "
-        f"(runs: {', '.join(f'{r:.1f}' for r in app_rates)})"
+        f"in the app      median {a:.2f} tok/s Enter to 'Done' drawn  "
+        f"(runs: {', '.join(f'{r:.1f}' for r in rates['app'])})"
     )
-    print(f"ratio app/engine {a / e:.3f} (target >= 0.97); streamed text replaced: {repairs}")
+    print(f"ratio app/engine {a / e:.3f} (target >= 0.97)")
     return a / e
 
 
@@ -540,7 +556,13 @@ def main() -> None:
         "then 80x24 at 100 tok/s for 1,000 tokens with no keys typed)",
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--direct-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--app-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for child, run in ((args.direct_child, direct_child), (args.app_child, app_child)):
+        if child:
+            run(child[0], child[1], child[2] == "1", int(child[3]))
+            return
     if args.child:
         child_app(int(args.child[0]), float(args.child[1]), args.child[2])
         return
@@ -566,9 +588,7 @@ def main() -> None:
         long_prompt()
         print()
     if not args.no_real:
-        ratio = asyncio.run(
-            real_model(args.real_tokens, args.runs, args.model, args.quant, args.compile)
-        )
+        ratio = real_model(args.real_tokens, args.runs, args.model, args.quant, args.compile)
         print(f"app/engine tokens/s ratio: {ratio:.3f}")
 
 

@@ -28,6 +28,21 @@ def real_app(engine, **kwargs) -> ChatApp:
     return ChatApp(lambda progress: engine, kwargs.pop("params", SHORT), **kwargs)
 
 
+class Received:
+    """The real engine, keeping the values each request reached it with."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.params: list[SamplingParams] = []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stream_reply(self, messages, params, *args, **kwargs):
+        self.params.append(params)
+        return self.engine.stream_reply(messages, params, *args, **kwargs)
+
+
 async def test_send_message_streams_a_real_reply(engine):
     app = real_app(engine, params=SHORT.replace(max_new_tokens=16))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -41,13 +56,15 @@ async def test_send_message_streams_a_real_reply(engine):
 
 
 async def test_temperature_change_mid_conversation_shapes_next_reply(engine):
-    app = real_app(engine)
+    received = Received(engine)
+    app = real_app(received)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await send(pilot, "Name a colour.")
         await set_field(pilot, "temperature", "1.5")
         await send(pilot, "Another one.")
         replies = app.query(AssistantMessage)
+        assert [p.temperature for p in received.params] == [0.75, 1.5]  # what the engine got
         assert replies[0].versions[0].params.temperature == 0.75
         assert replies[1].versions[0].params.temperature == 1.5
         assert "T 1.5" in str(replies[1].query_one(".meta").render())
@@ -128,7 +145,8 @@ async def test_the_app_says_what_the_engine_says(engine, params):
     "name,bad", [("top_p", "1.5"), ("no_repeat_ngram_size", "x"), ("seed", "-3")]
 )
 async def test_invalid_field_never_reaches_the_real_engine(engine, name, bad):
-    app = real_app(engine)
+    received = Received(engine)
+    app = real_app(received)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         app.query_one("#advanced").collapsed = False
@@ -136,6 +154,7 @@ async def test_invalid_field_never_reaches_the_real_engine(engine, name, bad):
         await set_field(pilot, name, bad)
         assert app.query_one(f"#param-{name}").has_class("-invalid")
         await send(pilot, "Hello")
+        assert [getattr(p, name) for p in received.params] == [before]
         assert getattr(app.query_one(AssistantMessage).versions[0].params, name) == before
 
 
@@ -149,26 +168,56 @@ async def test_preset_save_restart_load_with_real_model(engine):
         await pilot.press(*"five", "enter")
         await pilot.pause(0.1)
     assert "five" in paths.presets_file().read_text()
-    app2 = real_app(engine)
+    received = Received(engine)
+    app2 = real_app(received)
     async with app2.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         app2.preset_dialogs.load("five")
         await pilot.pause(0.05)
         await set_field(pilot, "max_new_tokens", "6")
         await send(pilot, "Hi")
+        assert [(p.top_k, p.max_new_tokens) for p in received.params] == [(5, 6)]
         assert app2.query_one(AssistantMessage).versions[0].params.top_k == 5
 
 
 async def test_theme_switch_and_f2_at_80x24_with_real_model(engine):
+    """The palette's theme command repaints the screen in the theme's colours; F2 hides
+    the panel and the reply takes the whole width."""
     app = real_app(engine)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
-        app.theme = "chatapp-light"
+        light = app.get_theme("chatapp-light")
+        dark = app.get_theme("chatapp-dark")
+        assert _background(app) == dark.background.lower()
+        await _run_palette_command(pilot, "Theme: chatapp-light")
         await pilot.press("f2")
-        assert not app.query_one(ParamPanel).display
         await send(pilot, "Hi")
-        assert app.query_one(AssistantMessage).text
-        assert app.theme == "chatapp-light"
+        assert not app.query_one(ParamPanel).display
+        reply = app.query_one(AssistantMessage)
+        assert reply.text and reply.size.width > 70  # the panel's width went to the chat
+        assert _background(app) == light.background.lower()
+
+
+def _background(app) -> str:
+    """The colour the terminal shows behind the chat: the screen as drawn (its SVG)."""
+    import re
+    from collections import Counter
+
+    svg = app.export_screenshot()
+    area: Counter[str] = Counter()
+    rect = r'<rect fill="(#[0-9a-fA-F]{6})" x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="([\d.]+)"'
+    for fill, width, height in re.findall(rect, svg):
+        area[fill.lower()] += float(width) * float(height)
+    return area.most_common(1)[0][0]
+
+
+async def _run_palette_command(pilot, name: str) -> None:
+    await pilot.press("ctrl+p")
+    await pilot.pause(0.2)
+    await pilot.press(*name)
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+    await pilot.pause(0.2)
 
 
 async def test_a_long_chat_in_a_small_window_says_what_was_left_out(engine):
@@ -226,4 +275,4 @@ async def test_chat_quit_continue_and_the_lens_on_a_reopened_reply_with_real_mod
         assert steps[0].stages[-1] in ("top_p", "top_k", "temperature")
         # A new message continues the reopened chat: its prompt holds the first turn.
         await send(pilot, "Another one.")
-        assert len(again.session.chat.turns) == 2
+        assert len(again.pane.session.chat.turns) == 2
