@@ -339,7 +339,7 @@ async def real_model(
 ) -> float:
     from chatapp.engine import LocalEngine, Message
     from chatapp.engine.loading import silence_libraries
-    from chatapp.params import SEED_VALUES, SamplingParams
+    from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)
@@ -349,7 +349,7 @@ async def real_model(
     # reply in the other, and time-to-first-token weighs more in the short one.)
     disable_eos(engine)
     engine.chat_format = "raw"  # no dialogue stop strings either
-    params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=tokens, seed=0)
+    params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=tokens, seed=0)
     engine.stream_reply([Message("user", SEED_PROMPT)], params)  # warm-up
     return await real_model_on(engine, params, tokens, runs)
 

@@ -124,7 +124,7 @@ def test_prompt_from_stdin_and_greedy_advice(engine):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    assert "do_sample is off" in result.stderr and "seed advises" in result.stderr
+    assert "do_sample is off" in result.stderr and "tutorial advises" in result.stderr
 
 
 @pytest.mark.model

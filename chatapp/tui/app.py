@@ -130,7 +130,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
                 yield LensView()
                 yield PromptBox()
             yield ParamPanel(
-                self.initial_params, self.store.names(), lang=self.settings.get("help_lang", "en")
+                self.initial_params, self.store.names(), lang=self.settings.values.help_lang
             )
         yield Static("", id="status")
         yield Footer()
@@ -142,7 +142,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
             self.register_theme(theme)
         for error in loaded.errors:
             self.notify(error, title="Theme skipped", severity="warning", timeout=8)
-        wanted = self.requested_theme or self.settings.get("theme") or DEFAULT_THEME
+        wanted = self.requested_theme or self.settings.values.theme or DEFAULT_THEME
         if wanted not in self.available_themes:
             self.notify(f"No theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")
             wanted = DEFAULT_THEME
@@ -166,7 +166,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
             self.notify("No saved chat to continue yet: this is a new one.")
 
     def _remember_theme(self, theme: Theme) -> None:
-        if theme.name != self.settings.get("theme"):
+        if theme.name != self.settings.values.theme:
             self.settings.set("theme", theme.name)
 
     # -- model loading (a daemon thread: quitting never waits for a load) ---------------
