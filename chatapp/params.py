@@ -65,6 +65,7 @@ class ParamSpec:
 
     @property
     def title(self) -> str:
+        """The name the panel shows, e.g. ``Top-k``."""
         return self.label or self.name
 
     def range_text(self) -> str:

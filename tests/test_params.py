@@ -9,8 +9,8 @@ import pytest
 
 from chatapp.params import (
     PARAMS,
-    TUTORIAL_VALUES,
     SPEC,
+    TUTORIAL_VALUES,
     ParamError,
     ParamsError,
     SamplingParams,
