@@ -273,7 +273,7 @@ async def test_invalid_entry_shows_message_at_field_and_keeps_last_valid(name, b
         assert getattr(app.params, name) == 3
 
 
-async def test_greedy_dims_sampling_fields_with_the_seed_note():
+async def test_greedy_dims_sampling_fields_with_the_tutorial_note():
     app, _ = fake_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
