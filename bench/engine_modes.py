@@ -79,7 +79,7 @@ class Engine:
 
     def __init__(self, engine, long_text, tokens, seed_sampling=False):
         from chatapp.engine import Message
-        from chatapp.params import SEED_VALUES, SamplingParams
+        from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
         self.engine = engine
         engine.reuse_cache = False
@@ -91,7 +91,7 @@ class Engine:
         # the seed's sampling stages (top-k, top-p, temperature, repetition penalty over
         # the 262k vocabulary), which cost the engine and raw generate alike.
         if seed_sampling:
-            base = SamplingParams(**SEED_VALUES).replace(seed=7)
+            base = SamplingParams(**TUTORIAL_VALUES).replace(seed=7)
         else:
             base = SamplingParams(do_sample=False, repetition_penalty=1.0)
         self.one = base.replace(max_new_tokens=1)

@@ -62,7 +62,7 @@ class Mode:
 
     def __init__(self, engine, args, sync) -> None:
         from chatapp.engine import Message
-        from chatapp.params import SEED_VALUES, SamplingParams
+        from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
         self.engine, self.sync, self.tokens = engine, sync, args.tokens
         engine.reuse_cache = False  # every request prefills from scratch, like raw generate
@@ -72,7 +72,7 @@ class Mode:
         long_ids = tokenizer(LONG_TEXT * 60).input_ids[: args.prompt]
         self.short = [Message("user", SEED_PROMPT)]
         self.long = [Message("user", tokenizer.decode(long_ids[1:]))]
-        self.params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=args.tokens, seed=0)
+        self.params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=args.tokens, seed=0)
         self.deferral = engine.defer_stop_check
         self.short_ids = engine.prompt_ids(self.short)
         self.long_ids = engine.prompt_ids(self.long)

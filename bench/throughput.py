@@ -33,9 +33,9 @@ from bench_common import SEED_PROMPT, disable_eos, timed_generate  # noqa: E402
 
 
 def _params(max_new_tokens: int, seed: int):
-    from chatapp.params import SEED_VALUES, SamplingParams
+    from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
-    return SamplingParams(**SEED_VALUES).replace(max_new_tokens=max_new_tokens, seed=seed)
+    return SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=max_new_tokens, seed=seed)
 
 
 def evict_from_page_cache(folder: Path) -> int:

@@ -46,6 +46,7 @@ class ReplyVersion:
 
     @property
     def seed(self) -> int | None:
+        """The seed sampling used: the one drawn when none was set."""
         return self.stats.seed if self.stats is not None else self.params.seed
 
     @property
@@ -72,6 +73,7 @@ class ReplyVersion:
         return " · ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The version as plain values, for an export."""
         return {
             "text": self.text,
             "status": self.status,
@@ -87,6 +89,7 @@ class ReplyVersion:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReplyVersion:
+        """A version from an export or from the store's row."""
         stats = data.get("stats")
         text = data.get("text") or ""
         return cls(
@@ -272,11 +275,13 @@ class ChatSession:
 
     # -- changing -----------------------------------------------------------------------
     def set_system(self, text: str) -> None:
+        """Set the chat's system prompt (saved once the chat is)."""
         self.chat.system = text
         if self.chat.id is not None:
             self.store.update_chat(self.chat.id, system=text)
 
     def rename(self, chat_id: int, title: str) -> None:
+        """Rename a stored chat (the open one or another)."""
         self.store.update_chat(chat_id, title=title)
         if chat_id == self.chat.id:
             self.chat.title = title
@@ -295,7 +300,9 @@ class ChatSession:
         self.chat.turns.append(turn)
         return turn
 
-    def start_reply(self, turn: Turn, params: SamplingParams, model: str, engine: str):
+    def start_reply(
+        self, turn: Turn, params: SamplingParams, model: str, engine: str
+    ) -> ReplyVersion:
         """A new version of ``turn``'s reply, shown and saved (status streaming)."""
         version = ReplyVersion(params, model=model, engine=engine, updated=time.time())
         turn.versions.append(version)
@@ -343,12 +350,14 @@ class ChatSession:
             )
 
     def show_version(self, turn: Turn, index: int) -> None:
+        """Show another version of ``turn``'s reply, and remember it."""
         turn.shown = max(0, min(index, len(turn.versions) - 1))
         if turn.reply_id is not None:
             self.store.set_shown(turn.reply_id, turn.shown)
 
     # -- reading ------------------------------------------------------------------------
     def list_chats(self, query: str = "") -> list[ChatSummary]:
+        """Stored chats, newest first; those that match ``query`` when one is given."""
         return self.store.search(query) if query.strip() else self.store.list_chats()
 
     # -- saving -------------------------------------------------------------------------

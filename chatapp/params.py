@@ -37,7 +37,7 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One sampling parameter: type, default, allowed range, help and the seed's advice."""
+    """One sampling parameter: type, default, allowed range, help and the tutorial's advice."""
 
     name: str
     kind: type  # bool, int or float
@@ -65,6 +65,7 @@ class ParamSpec:
 
     @property
     def title(self) -> str:
+        """The name the panel shows, e.g. ``Top-k``."""
         return self.label or self.name
 
     def range_text(self) -> str:
@@ -249,7 +250,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         step=16,
         label="Max tokens",
         help_en="The most tokens one reply may have; the reply stops there (finish: length).",
-        advice_en="The seed's demo uses 16 to keep the example short; chat wants a few hundred.",
+        advice_en="The tutorial's demo uses 16 to keep the example short; chat wants a few "
+        "hundred.",
         help_zh="一次回覆最多生成的 token 數，到達上限即停止。",
         advice_zh="教學範例用 16 讓輸出簡短；聊天時建議設定數百。",
         generation_field="max_new_tokens",
@@ -333,35 +335,47 @@ SAMPLING_ONLY: tuple[str, ...] = tuple(p.name for p in PARAMS if p.sampling_only
 
 @dataclass(frozen=True)
 class Advice:
-    """A combination the seed warns about: which parameters, and what to tell the user."""
+    """A combination the tutorial warns about: which parameters, and what to tell the user."""
 
     params: tuple[str, ...]
     message: str
     ignored: bool = False  # the named parameters have no effect at all
 
 
+@dataclass(frozen=True, slots=True, init=False)
 class SamplingParams:
-    """A complete, valid set of sampling values (immutable)."""
+    """A complete, valid set of sampling values (immutable).
 
-    __slots__ = ("_values",)
+    One typed attribute per ``PARAMS`` entry, in the same order, so the type checker
+    knows each value; ``tests/test_params.py`` checks the two agree.
+    """
+
+    do_sample: bool
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    max_new_tokens: int
+    min_p: float
+    typical_p: float
+    no_repeat_ngram_size: int
+    seed: int | None
 
     def __init__(self, **values: Any) -> None:
+        """Validate ``values`` (text or Python values) against the spec; a name left out
+        takes its default. Every rejected value is reported at once in ParamsError."""
         unknown = set(values) - set(SPEC)
         if unknown:
             raise ParamsError([ParamError(n, f"unknown parameter {n!r}") for n in sorted(unknown)])
         errors: list[ParamError] = []
-        clean: dict[str, Any] = {}
         for spec in PARAMS:
-            raw = values.get(spec.name, spec.default)
             try:
-                clean[spec.name] = spec.parse(raw)
+                object.__setattr__(self, spec.name, spec.parse(values.get(spec.name, spec.default)))
             except ParamError as exc:
                 errors.append(exc)
         if errors:
             raise ParamsError(errors)
-        object.__setattr__(self, "_values", clean)
 
-    # -- construction -------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SamplingParams:
         """Build from a mapping such as a preset; unknown keys are an error."""
@@ -369,32 +383,11 @@ class SamplingParams:
 
     def replace(self, **changes: Any) -> SamplingParams:
         """A copy with some values changed (validated)."""
-        merged = dict(self._values)
-        merged.update(changes)
-        return SamplingParams(**merged)
-
-    # -- access ---------------------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("SamplingParams is immutable; use replace()")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SamplingParams) and self._values == other._values
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self._values.items())))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
-        return f"SamplingParams({inner})"
+        return SamplingParams(**{**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self._values)
+        """Every value by parameter name, in the spec's order."""
+        return {spec.name: getattr(self, spec.name) for spec in PARAMS}
 
     # -- meaning --------------------------------------------------------------------------
     def ignored(self) -> set[str]:
@@ -406,17 +399,17 @@ class SamplingParams:
         return names
 
     def advice(self) -> list[Advice]:
-        """Combinations the seed warns about, reported rather than silently dropped."""
+        """Combinations the tutorial warns about, reported rather than silently dropped."""
         out: list[Advice] = []
         if not self.do_sample:
-            set_ones = [n for n in SAMPLING_ONLY if self._values[n] != SPEC[n].neutral]
+            set_ones = [n for n in SAMPLING_ONLY if getattr(self, n) != SPEC[n].neutral]
             if set_ones:
                 out.append(
                     Advice(
                         tuple(set_ones),
                         "do_sample is off (greedy decoding), so "
                         + ", ".join(set_ones)
-                        + " are ignored; the seed advises setting no other sampling "
+                        + " are ignored; the tutorial advises setting no other sampling "
                         "parameter with greedy decoding.",
                         ignored=True,
                     )
@@ -428,7 +421,7 @@ class SamplingParams:
             still = [
                 n
                 for n in ("repetition_penalty", "no_repeat_ngram_size")
-                if self._values[n] != SPEC[n].neutral
+                if getattr(self, n) != SPEC[n].neutral
             ]
             if still:
                 out.append(
@@ -436,7 +429,7 @@ class SamplingParams:
                         tuple(still),
                         ", ".join(still)
                         + (" still apply" if len(still) > 1 else " still applies")
-                        + " under greedy decoding; the seed advises setting no other "
+                        + " under greedy decoding; the tutorial advises setting no other "
                         "sampling parameter for stable results.",
                     )
                 )
@@ -453,7 +446,7 @@ class SamplingParams:
                 out.append(
                     Advice(
                         ("temperature",),
-                        f"temperature {_fmt(self.temperature)} is very random; the seed warns "
+                        f"temperature {_fmt(self.temperature)} is very random; the tutorial warns "
                         "that too much randomness can hurt the answer's correctness.",
                     )
                 )
@@ -473,7 +466,7 @@ class SamplingParams:
         for spec in PARAMS:
             if spec.generation_field is None or spec.name in skipped:
                 continue
-            value = self._values[spec.name]
+            value = getattr(self, spec.name)
             if spec.name == "min_p" and value == 0:
                 value = None  # 0 means off; no processor
             kwargs[spec.generation_field] = value
@@ -509,7 +502,7 @@ class SamplingParams:
         return " · ".join(parts)
 
 
-SEED_VALUES: dict[str, Any] = {
+TUTORIAL_VALUES: dict[str, Any] = {
     "max_new_tokens": 16,
     "do_sample": True,
     "top_k": 50,
@@ -517,7 +510,7 @@ SEED_VALUES: dict[str, Any] = {
     "temperature": 0.75,
     "repetition_penalty": 1.1,
 }
-"""The values of the seed tutorial's GenerationConfig cell, exactly."""
+"""The values of the tutorial's GenerationConfig cell, exactly."""
 
 
 def help_text(lang: str = "en") -> str:

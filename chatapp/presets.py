@@ -11,7 +11,7 @@ from typing import Any
 import tomlkit
 
 from chatapp import paths
-from chatapp.params import SEED_VALUES, ParamsError, SamplingParams
+from chatapp.params import TUTORIAL_VALUES, ParamsError, SamplingParams
 
 
 class PresetError(ValueError):
@@ -20,6 +20,8 @@ class PresetError(ValueError):
 
 @dataclass(frozen=True)
 class Preset:
+    """A named set of sampling values; ``builtin`` ones cannot be changed."""
+
     name: str
     params: SamplingParams
     builtin: bool = False
@@ -37,7 +39,7 @@ BUILTINS: tuple[Preset, ...] = (
         ),
         True,
     ),
-    Preset("Seed tutorial", SamplingParams(**SEED_VALUES), True),
+    Preset("Tutorial", SamplingParams(**TUTORIAL_VALUES), True),
     Preset(
         "Creative",
         SamplingParams(temperature=1.1, top_k=0, top_p=0.98, repetition_penalty=1.05),
@@ -55,6 +57,9 @@ BUILTINS: tuple[Preset, ...] = (
     ),
 )
 _BUILTIN_NAMES = {p.name.casefold(): p for p in BUILTINS}
+# Built-in names used by earlier versions: ``--preset`` still finds them, and they stay
+# reserved, so a user preset of that name is still skipped as before.
+_BUILTIN_NAMES["seed tutorial"] = _BUILTIN_NAMES["tutorial"]
 
 
 class PresetStore:
@@ -73,6 +78,7 @@ class PresetStore:
         self.reload()
 
     def reload(self) -> None:
+        """Read the file again (another app instance may have changed it)."""
         self._user.clear()
         self.load_error = None
         self.skipped = []
@@ -105,9 +111,11 @@ class PresetStore:
 
     # -- reading --------------------------------------------------------------------------
     def all(self) -> list[Preset]:
+        """The built-ins, then the user's presets in file order."""
         return [*BUILTINS, *self._user.values()]
 
     def names(self) -> list[str]:
+        """Every preset's name, built-ins first."""
         return [p.name for p in self.all()]
 
     def get(self, name: str) -> Preset | None:
@@ -146,6 +154,7 @@ class PresetStore:
         return Preset(name, params)
 
     def rename(self, old: str, new: str) -> Preset:
+        """Rename a user preset; built-ins cannot be renamed."""
         self.reload()
         preset = self.get(old)
         if preset is None:
@@ -163,6 +172,7 @@ class PresetStore:
         return Preset(new, preset.params)
 
     def delete(self, name: str) -> None:
+        """Delete a user preset; built-ins cannot be deleted."""
         self.reload()
         preset = self.get(name)
         if preset is None:

@@ -2,9 +2,8 @@
 
 - WAL, foreign keys and a busy timeout, so two app instances can share the file: every
   write is a short transaction that touches only its own rows.
-- Numbered migrations from version 1 (``PRAGMA user_version``); a file written by a newer
-  chatapp is opened read-only; a file that cannot be read is left exactly as it is, and
-  this run's chats are kept in an in-memory database instead.
+- Numbered migrations (``store_migrations``). A file written by a newer chatapp is opened
+  read-only; one that cannot be read is left as it is, and this run's chats stay in memory.
 - Full-text search over user messages and every reply version (FTS5, trigram tokens, so
   a word inside Chinese text or part of a word matches too).
 """
@@ -23,52 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from chatapp import paths
+from chatapp.store_migrations import SCHEMA_VERSION, migrate
 
-# Each migration is a list of statements, run in one transaction, numbered from 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: chats and their messages
-        "CREATE TABLE chats (id INTEGER PRIMARY KEY, title TEXT NOT NULL, "
-        "created REAL NOT NULL, updated REAL NOT NULL)",
-        "CREATE TABLE messages (id INTEGER PRIMARY KEY, "
-        "chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE, "
-        "position INTEGER NOT NULL, role TEXT NOT NULL, text TEXT NOT NULL, "
-        "created REAL NOT NULL)",
-        "CREATE INDEX messages_by_chat ON messages (chat_id, position)",
-    ),
-    (  # 2: every version of a reply, with what produced it; the chat's system prompt
-        "ALTER TABLE chats ADD COLUMN system TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 0",
-        "CREATE TABLE versions (id INTEGER PRIMARY KEY, "
-        "message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE, "
-        "number INTEGER NOT NULL, text TEXT NOT NULL DEFAULT '', token_ids TEXT, "
-        "params TEXT NOT NULL DEFAULT '{}', seed INTEGER, model TEXT NOT NULL DEFAULT '', "
-        "engine TEXT NOT NULL DEFAULT '', stats TEXT, status TEXT NOT NULL DEFAULT 'done', "
-        "error TEXT, writer TEXT, started REAL NOT NULL, updated REAL NOT NULL, "
-        "finished REAL, UNIQUE (message_id, number))",
-        "INSERT INTO versions (message_id, number, text, status, started, updated, finished) "
-        "SELECT id, 0, text, 'done', created, created, created FROM messages "
-        "WHERE role = 'assistant'",
-        "UPDATE messages SET text = '' WHERE role = 'assistant'",
-    ),
-    (  # 3: full-text search (rowids are the message and version ids)
-        "CREATE VIRTUAL TABLE user_text USING fts5(text, tokenize = 'trigram')",
-        "CREATE VIRTUAL TABLE reply_text USING fts5(text, tokenize = 'trigram')",
-        "INSERT INTO user_text (rowid, text) SELECT id, text FROM messages WHERE role = 'user'",
-        "INSERT INTO reply_text (rowid, text) SELECT id, text FROM versions",
-        "CREATE TRIGGER user_text_insert AFTER INSERT ON messages WHEN new.role = 'user' "
-        "BEGIN INSERT INTO user_text (rowid, text) VALUES (new.id, new.text); END",
-        "CREATE TRIGGER user_text_delete AFTER DELETE ON messages WHEN old.role = 'user' "
-        "BEGIN DELETE FROM user_text WHERE rowid = old.id; END",
-        "CREATE TRIGGER reply_text_insert AFTER INSERT ON versions "
-        "BEGIN INSERT INTO reply_text (rowid, text) VALUES (new.id, new.text); END",
-        "CREATE TRIGGER reply_text_update AFTER UPDATE OF text ON versions "
-        "BEGIN UPDATE reply_text SET text = new.text WHERE rowid = new.id; END",
-        "CREATE TRIGGER reply_text_delete AFTER DELETE ON versions "
-        "BEGIN DELETE FROM reply_text WHERE rowid = old.id; END",
-        "CREATE INDEX chats_by_update ON chats (updated)",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 STALE_SECONDS = 10.0  # a streaming reply not written for this long has lost its writer
 WRITER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -106,7 +61,7 @@ class ChatStore:
             )
             self.persistent = False
             self._db = self._connect(":memory:")
-            self._migrate()
+            migrate(self._db)
 
     # -- opening ------------------------------------------------------------------------
     @staticmethod
@@ -139,7 +94,7 @@ class ChatStore:
             # One read transaction: another instance may be creating the file meanwhile.
             db.execute("BEGIN")
             version = db.execute("PRAGMA user_version").fetchone()[0]  # reads the header
-            empty = self._is_empty(db)
+            empty = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
             db.execute("COMMIT")
             if version > SCHEMA_VERSION:
                 db.close()
@@ -157,35 +112,14 @@ class ChatStore:
                 db.execute("PRAGMA synchronous = NORMAL")
             else:
                 raise sqlite3.DatabaseError("a SQLite file that chatapp did not write")
-            self._db = db
-            self._migrate()
+            migrate(db)
             return db
         except BaseException:
             db.close()
             raise
 
-    @staticmethod
-    def _is_empty(db: sqlite3.Connection) -> bool:
-        return db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-
-    def _migrate(self) -> None:
-        db = self._db
-        for number in range(len(MIGRATIONS)):
-            if db.execute("PRAGMA user_version").fetchone()[0] > number:
-                continue
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # Another process may have run it while this one waited for the lock.
-                if db.execute("PRAGMA user_version").fetchone()[0] <= number:
-                    for statement in MIGRATIONS[number]:
-                        db.execute(statement)
-                    db.execute(f"PRAGMA user_version = {number + 1}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
     def close(self) -> None:
+        """Close the database (the app's end)."""
         with self._lock:
             self._db.close()
 
@@ -236,8 +170,9 @@ class ChatStore:
 
     # -- chats --------------------------------------------------------------------------
     def create_chat(self, title: str, system: str = "", created: float | None = None) -> int:
+        """A new chat's row; its id."""
         now = created if created is not None else time.time()
-        chat_id = self._write(
+        return self._write(
             [
                 (
                     "INSERT INTO chats (title, system, created, updated) VALUES (?, ?, ?, ?)",
@@ -245,9 +180,10 @@ class ChatStore:
                 )
             ]
         )
-        return chat_id
 
-    def update_chat(self, chat_id: int, *, title: str | None = None, system: str | None = None):
+    def update_chat(
+        self, chat_id: int, *, title: str | None = None, system: str | None = None
+    ) -> None:
         """Rename a chat, or set its system prompt."""
         if title is not None:
             self._write([("UPDATE chats SET title = ? WHERE id = ?", (title, chat_id))])
@@ -255,13 +191,15 @@ class ChatStore:
             self._write([("UPDATE chats SET system = ? WHERE id = ?", (system, chat_id))])
 
     def delete_chat(self, chat_id: int) -> None:
+        """Delete a chat with its messages, versions and their search entries."""
         self._write([("DELETE FROM chats WHERE id = ?", (chat_id,))])
 
     def add_message(
         self, chat_id: int, position: int, role: str, text: str, created: float | None = None
     ) -> int:
+        """A message's row (a reply's text lives in its versions); its id."""
         now = created if created is not None else time.time()
-        message_id = self._write(
+        return self._write(
             [
                 (
                     "INSERT INTO messages (chat_id, position, role, text, created) "
@@ -271,9 +209,9 @@ class ChatStore:
                 ("UPDATE chats SET updated = ? WHERE id = ?", (now, chat_id)),
             ]
         )
-        return message_id
 
     def set_shown(self, message_id: int, shown: int) -> None:
+        """Which version of a reply is shown."""
         self._write([("UPDATE messages SET shown = ? WHERE id = ?", (shown, message_id))])
 
     # -- reply versions -----------------------------------------------------------------
@@ -286,15 +224,16 @@ class ChatStore:
             f"INSERT INTO versions ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
-        version_id = self._write(
+        return self._write(
             [
                 (sql, (message_id, number, *row.values())),
                 ("UPDATE messages SET shown = ? WHERE id = ?", (number, message_id)),
             ]
         )
-        return version_id
 
-    def update_version(self, version_id: int, values: dict[str, Any], chat_id: int | None = None):
+    def update_version(
+        self, version_id: int, values: dict[str, Any], chat_id: int | None = None
+    ) -> None:
         """Change some of a version's columns (the streamed text, its end)."""
         row = _version_columns(values)
         statements = [
@@ -324,6 +263,7 @@ class ChatStore:
         return [ChatSummary(r["id"], r["title"], r["updated"], r["n"]) for r in rows]
 
     def last_chat_id(self) -> int | None:
+        """The most recently active chat (``--continue``)."""
         rows = self._read("SELECT id FROM chats ORDER BY updated DESC, id DESC LIMIT 1")
         return int(rows[0]["id"]) if rows else None
 

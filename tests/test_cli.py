@@ -187,7 +187,7 @@ def test_prompt_from_stdin_and_greedy_advice(engine):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "do_sample is off" in result.stderr
-    assert "advises setting no other sampling" in result.stderr
+    assert "tutorial advises setting no other sampling" in result.stderr
 
 
 @pytest.mark.model

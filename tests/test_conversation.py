@@ -18,7 +18,7 @@ from chatapp.engine.chat_format import (
     render_prompt,
 )
 from chatapp.engine.context import ContextTooLong
-from chatapp.params import SEED_VALUES, SamplingParams
+from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
 pytestmark = pytest.mark.model
 
@@ -250,7 +250,7 @@ DIALOGUE_PROMPTS = [
 
 
 def test_dialogue_replies_end_by_themselves_without_turn_debris(engine):
-    params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=48)
+    params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=48)
     ended = 0
     for seed, prompt in enumerate(DIALOGUE_PROMPTS):
         stats = engine.stream_reply([Message("user", prompt)], params.replace(seed=seed))

@@ -7,7 +7,7 @@ import pytest
 from chatapp.engine import EngineBusy, Message
 from chatapp.engine.chat_format import END, render_prompt
 from chatapp.engine.decoding import IncrementalDecoder
-from chatapp.params import SEED_VALUES, SamplingParams
+from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
 pytestmark = pytest.mark.model
 
@@ -44,7 +44,7 @@ def test_same_seed_gives_same_reply_and_other_seed_differs(engine):
 
 def test_max_new_tokens_is_respected(engine):
     stats = engine.stream_reply(
-        HELLO, SamplingParams(**SEED_VALUES).replace(max_new_tokens=5, seed=3)
+        HELLO, SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=5, seed=3)
     )
     assert stats.new_tokens <= 5
     if stats.finish_reason == "length":
@@ -71,7 +71,7 @@ def test_seed_chinese_prompt_streams_cleanly(engine):
     pieces = []
     stats = engine.stream_reply(
         [Message("user", SEED_PROMPT)],
-        SamplingParams(**SEED_VALUES).replace(max_new_tokens=40, seed=0),
+        SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=40, seed=0),
         pieces.append,
     )
     joined = "".join(pieces)

@@ -6,12 +6,12 @@ import pytest
 
 from chatapp.engine import Message
 from chatapp.engine.lens import LensRecorder
-from chatapp.params import SEED_VALUES, SamplingParams
+from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
 pytestmark = pytest.mark.model
 
 PROMPT = [Message("user", "使用繁體中文回答，請問什麼是大型語言模型？")]
-BASE = SamplingParams(**SEED_VALUES).replace(max_new_tokens=12, seed=11)
+BASE = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=12, seed=11)
 
 CASES = {
     "seed": (BASE, ["raw", "repetition_penalty", "temperature", "top_k", "top_p"]),

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from chatapp.engine.lens import Candidate, StepRecord
-from chatapp.params import SEED_VALUES, SamplingParams
+from chatapp.params import TUTORIAL_VALUES, SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.lens import LensView
@@ -21,7 +21,7 @@ from tests.tui_helpers import (
     wait_for,
 )
 
-PARAMS = SamplingParams(**SEED_VALUES).replace(max_new_tokens=10, seed=2)
+PARAMS = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=10, seed=2)
 
 
 def lens_text(lens: LensView) -> str:

@@ -1,13 +1,16 @@
-"""The parameter spec: validation messages, conversion, and the seed's advice."""
+"""The parameter spec: validation messages, conversion, and the tutorial's advice."""
 
 from __future__ import annotations
+
+import dataclasses
+import typing
 
 import pytest
 
 from chatapp.params import (
     PARAMS,
-    SEED_VALUES,
     SPEC,
+    TUTORIAL_VALUES,
     ParamError,
     ParamsError,
     SamplingParams,
@@ -56,12 +59,21 @@ def test_good_values_parse_to_their_types():
     assert SPEC["seed"].parse("42") == 42
 
 
-def test_seed_tutorial_values_are_expressible_exactly():
-    params = SamplingParams(**SEED_VALUES)
+def test_tutorial_values_are_expressible_exactly():
+    params = SamplingParams(**TUTORIAL_VALUES)
     config = params.to_generation_config()
-    for name, value in SEED_VALUES.items():
+    for name, value in TUTORIAL_VALUES.items():
         assert getattr(config, name) == value
         assert getattr(params, name) == value
+
+
+def test_every_parameter_is_a_typed_attribute_in_the_spec_order():
+    """Adding a parameter: its PARAMS entry and its typed attribute on SamplingParams."""
+    hints = typing.get_type_hints(SamplingParams)
+    assert [f.name for f in dataclasses.fields(SamplingParams)] == [p.name for p in PARAMS]
+    for spec in PARAMS:
+        assert hints[spec.name] == (spec.kind | None if spec.optional else spec.kind)
+        assert isinstance(getattr(SamplingParams(), spec.name), hints[spec.name])
 
 
 def test_several_bad_values_are_all_reported():
@@ -76,11 +88,11 @@ def test_unknown_parameter_is_an_error():
 
 
 def test_greedy_with_sampling_values_is_reported_not_silently_dropped():
-    params = SamplingParams(**SEED_VALUES).replace(do_sample=False)
+    params = SamplingParams(**TUTORIAL_VALUES).replace(do_sample=False)
     advice = params.advice()
     ignored = [a for a in advice if a.ignored]
     assert ignored and set(ignored[0].params) == {"temperature", "top_k", "top_p"}
-    assert "seed advises" in ignored[0].message
+    assert "tutorial advises" in ignored[0].message
     assert any("repetition_penalty" in a.params for a in advice)
     kwargs = params.generation_kwargs()
     assert "temperature" not in kwargs and "top_k" not in kwargs
@@ -106,7 +118,7 @@ def test_min_p_zero_means_off():
 
 def test_summary_names_the_values_in_effect():
     assert (
-        SamplingParams(**SEED_VALUES)
+        SamplingParams(**TUTORIAL_VALUES)
         .summary()
         .startswith("T 0.75 · top-k 50 · top-p 0.95 · rep 1.1")
     )
@@ -130,7 +142,7 @@ def test_nudge_moves_by_step_and_stays_in_range():
 @pytest.mark.parametrize(
     "lang,needle", [("en", "greedy decoding"), ("zh", "建議不要設定其他取樣參數")]
 )
-def test_help_has_the_seed_advice(lang, needle):
+def test_help_has_the_tutorial_advice(lang, needle):
     text = help_text(lang)
     assert needle in text
     for spec in PARAMS:

@@ -8,7 +8,7 @@ import pytest
 
 from chatapp.engine import Message
 from chatapp.engine.sampling import SURVIVOR_LIMIT, DrawAmongSurvivors, SurvivorTopP
-from chatapp.params import SEED_VALUES, SamplingParams
+from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
 
 def _after_top_k(scores, k):
@@ -96,7 +96,7 @@ def test_auto_draws_a_seeded_reply_again_with_the_lens_on_or_off(engine_int8):
     from chatapp.engine.lens import LensRecorder
 
     assert engine_int8.survivor_sampling
-    params = SamplingParams(**SEED_VALUES).replace(max_new_tokens=24, seed=21)
+    params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=24, seed=21)
     engine_int8.reset()
     first = engine_int8.stream_reply(HELLO, params)
     engine_int8.reset()

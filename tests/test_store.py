@@ -19,7 +19,8 @@ from chatapp.cli import main as cli_main
 from chatapp.conversation import ChatSession, Conversation, load_export
 from chatapp.engine.protocol import ReplyStats
 from chatapp.params import SamplingParams
-from chatapp.store import MIGRATIONS, SCHEMA_VERSION, ChatStore
+from chatapp.store import ChatStore
+from chatapp.store_migrations import MIGRATIONS, SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 

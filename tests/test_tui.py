@@ -9,7 +9,7 @@ import pytest
 from textual.geometry import Region
 
 from chatapp import paths
-from chatapp.params import SEED_VALUES
+from chatapp.params import TUTORIAL_VALUES
 from chatapp.presets import PresetStore
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import AssistantMessage, ChatLog, UserMessage
@@ -273,7 +273,7 @@ async def test_invalid_entry_shows_message_at_field_and_keeps_last_valid(name, b
         assert getattr(app.params, name) == 3
 
 
-async def test_greedy_dims_sampling_fields_with_the_seed_note():
+async def test_greedy_dims_sampling_fields_with_the_tutorial_note():
     app, _ = fake_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
@@ -284,7 +284,7 @@ async def test_greedy_dims_sampling_fields_with_the_seed_note():
         for name in ("temperature", "top_k", "top_p", "min_p", "typical_p"):
             assert app.query_one(f"#row-{name}").has_class("-ignored")
         assert not app.query_one("#row-max_new_tokens").has_class("-ignored")
-        assert "seed advises" in str(app.query_one("#greedy-note").render())
+        assert "tutorial advises" in str(app.query_one("#greedy-note").render())
 
 
 async def test_up_down_nudge_the_focused_value():
@@ -358,11 +358,11 @@ async def test_overwrite_asks_first_and_builtins_are_protected():
 
 async def test_preset_from_command_line_is_applied():
     store = PresetStore()
-    app, source = fake_app(["z"], params=store.get("Seed tutorial").params, preset="Seed tutorial")
+    app, source = fake_app(["z"], params=store.get("Tutorial").params, preset="Tutorial")
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await send(pilot, "go")
-        assert {k: getattr(source.calls[0][1], k) for k in SEED_VALUES} == SEED_VALUES
+        assert {k: getattr(source.calls[0][1], k) for k in TUTORIAL_VALUES} == TUTORIAL_VALUES
 
 
 async def test_corrupt_preset_file_is_reported_kept_and_backed_up_on_save():

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from chatapp import paths
-from chatapp.params import SamplingParams
+from chatapp.params import TUTORIAL_VALUES, SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
 
@@ -83,11 +85,11 @@ def test_an_unreadable_settings_file_is_reported_and_kept_until_a_setting_change
     path.parent.mkdir(parents=True)
     path.write_text("theme = [unclosed\n", encoding="utf-8")
     settings = SettingsFile()
-    assert str(path) in settings.load_error and settings.get("theme") is None
+    assert str(path) in settings.load_error and settings.values.theme is None
     assert path.read_text(encoding="utf-8") == "theme = [unclosed\n"
     backup = settings.set("theme", "terminal-green")
     assert backup is not None and Path(backup).read_text() == "theme = [unclosed\n"
-    assert SettingsFile().get("theme") == "terminal-green"
+    assert SettingsFile().values.theme == "terminal-green"
 
 
 def test_saving_a_setting_keeps_comments_and_other_keys(private_config):
@@ -97,7 +99,38 @@ def test_saving_a_setting_keeps_comments_and_other_keys(private_config):
     SettingsFile().set("theme", "chatapp-light")
     text = path.read_text()
     assert '# mine\nhelp_lang = "zh"  # Chinese help\nfuture_key = 3\n' in text
-    assert SettingsFile().get("theme") == "chatapp-light"
+    assert SettingsFile().values.theme == "chatapp-light"
+
+
+def test_a_setting_of_the_wrong_type_is_reported_and_its_default_used(private_config):
+    path = paths.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text('theme = 5\nhelp_lang = "zh"\n', encoding="utf-8")
+    settings = SettingsFile()
+    assert settings.values.theme is None and settings.values.help_lang == "zh"
+    assert str(path) in settings.load_error and "theme = 5" in settings.load_error
+    assert path.read_text(encoding="utf-8") == 'theme = 5\nhelp_lang = "zh"\n'
+    settings.set("theme", "chatapp-light")
+    again = SettingsFile()
+    assert again.load_error is None and again.values.theme == "chatapp-light"
+
+
+def test_a_setting_that_does_not_exist_or_a_wrong_value_is_refused_before_writing(
+    private_config,
+):
+    settings = SettingsFile()
+    with pytest.raises(KeyError):
+        settings.set("them", "chatapp-light")
+    with pytest.raises(TypeError):
+        settings.set("help_lang", 3)
+    assert not paths.settings_file().exists() and settings.values.help_lang == "en"
+
+
+def test_the_old_name_of_the_tutorial_preset_still_finds_it(private_config):
+    store = PresetStore()
+    assert "Tutorial" in store.names() and "Seed tutorial" not in store.names()
+    assert store.get("Seed tutorial") is store.get("Tutorial")
+    assert store.get("Tutorial").params == SamplingParams(**TUTORIAL_VALUES)
 
 
 SAVE_LOOP = """
@@ -137,4 +170,4 @@ def test_a_kill_mid_save_leaves_presets_and_settings_whole(private_config):
         store = PresetStore()
         assert store.load_error is None and store.get("Mine").params.temperature == 0.5
         settings = SettingsFile()
-        assert settings.load_error is None and settings.get("help_lang") == "zh"
+        assert settings.load_error is None and settings.values.help_lang == "zh"

@@ -118,7 +118,7 @@ class ChatApp(App[int]):
                 yield LensView()
                 yield PromptBox()
             yield ParamPanel(
-                self.initial_params, self.presets.names(), lang=self.settings.get("help_lang", "en")
+                self.initial_params, self.presets.names(), lang=self.settings.values.help_lang
             )
         yield Static("", id="status")
         yield Footer()

@@ -207,7 +207,7 @@ class ParamPanel(Vertical):
         note = self.query_one("#greedy-note", Static)
         if not self.params.do_sample:
             note.update(
-                "Greedy decoding: dimmed fields are ignored. The seed advises setting no other "
+                "Greedy decoding: dimmed fields are ignored. The tutorial advises setting no other "
                 "sampling parameter."
                 if self.lang == "en"
                 else "Greedy Decode：灰色欄位不會生效。建議不要設定其他取樣參數，以免結果不穩定。"

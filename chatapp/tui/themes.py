@@ -92,14 +92,14 @@ def use_themes(app: App[Any], requested: str | None, settings: SettingsFile) -> 
         app.register_theme(theme)
     for error in loaded.errors:
         app.notify(error, title="Theme skipped", severity="warning", timeout=8)
-    wanted = requested or settings.get("theme") or DEFAULT_THEME
+    wanted = requested or settings.values.theme or DEFAULT_THEME
     if wanted not in app.available_themes:
         app.notify(f"No theme named {wanted!r}; using {DEFAULT_THEME}", severity="warning")
         wanted = DEFAULT_THEME
     app.theme = wanted
 
     def remember(theme: Theme) -> None:
-        if theme.name != settings.get("theme"):
+        if theme.name != settings.values.theme:
             settings.set("theme", theme.name)
 
     app.theme_changed_signal.subscribe(app, remember)
