@@ -205,7 +205,9 @@ def _background(app) -> str:
 
     svg = app.export_screenshot()
     area: Counter[str] = Counter()
-    rect = r'<rect fill="(#[0-9a-fA-F]{6})" x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="([\d.]+)"'
+    rect = (
+        r'<rect fill="(#[0-9a-fA-F]{6})" x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="([\d.]+)"'
+    )
     for fill, width, height in re.findall(rect, svg):
         area[fill.lower()] += float(width) * float(height)
     return area.most_common(1)[0][0]
