@@ -34,6 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import disable_eos  # noqa: E402
 
+# Every chatapp name this bench uses, here (the engine modules are being split).
+from chatapp.engine import LocalEngine, Message  # noqa: E402
+from chatapp.engine.loading import cpu_has_native_bf16, silence_libraries  # noqa: E402
+from chatapp.params import SamplingParams  # noqa: E402
+
 TOPICS = [
     "the sea",
     "mountains",
@@ -76,8 +81,6 @@ def turn_text_tokens(engine, text: str) -> int:
 def conversation(reuse, fresh, params, args: argparse.Namespace, number: int) -> dict:
     """One conversation after a full-size warm-up turn; prints a row per turn and asserts
     the reuse; returns its first-token times, decode rates and regenerate."""
-    from chatapp.engine import Message
-
     offset = number * 3  # each conversation its own texts
     system = Message("system", "Be brief.")
     warm = [system, Message("user", user_turn(offset + args.turns))]
@@ -155,9 +158,6 @@ def conversation(reuse, fresh, params, args: argparse.Namespace, number: int) ->
 
 def conversations(args: argparse.Namespace) -> str:
     """Runs ``--conversations`` conversations; returns the closing ratio line."""
-    from chatapp.engine import LocalEngine
-    from chatapp.params import SamplingParams
-
     reuse = LocalEngine.load(
         "bundled", quant="none", dtype=args.dtype, chat_format=args.chat_format or None
     )
@@ -209,10 +209,6 @@ def conversations(args: argparse.Namespace) -> str:
 
 def dtypes(args: argparse.Namespace) -> None:
     """Prefill (a ~790-token prompt) and decode rates per CPU dtype, alternating."""
-    from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import cpu_has_native_bf16
-    from chatapp.params import SamplingParams
-
     engines = {
         dtype: LocalEngine.load("bundled", quant="none", dtype=dtype, chat_format="turns")
         for dtype in ("bfloat16", "float32")
@@ -258,8 +254,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.conversations < 3:
         parser.error("--conversations: at least 3 (the ratio is their median)")
-    from chatapp.engine.loading import silence_libraries
-
     silence_libraries()
     ratio_line = conversations(args)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -5,8 +5,8 @@ turn is in the history.
 
 The real Textual app (``chatapp --context N --max-new-tokens M`` with the bundled model, its
 default format and quantization) is driven in this process with Textual's Pilot, as a
-user would: each turn's short message is typed key by key into the prompt box and sent
-with Enter; the bench waits for the app's count of finished replies. A small window
+user would: each turn's short message is put in the prompt box and sent with the Enter
+key; the bench waits for the app's count of finished replies. A small window
 makes turns keep leaving it, so the app fits the conversation anew at every turn for the
 whole run. Its chats and config live in a temporary folder (``CHATAPP_CONFIG_DIR``,
 ``CHATAPP_DATA_DIR``), never the user's. Measured per turn:
@@ -63,7 +63,7 @@ class FirstPieces:
         original = engine.stream_reply
 
         def stream_reply(messages, params, on_text=None, *args, **kwargs):
-            deliver = on_text if on_text is not None else kwargs.pop("on_text")
+            deliver = on_text or kwargs.pop("on_text", None) or (lambda piece: None)
 
             def first(piece: str) -> None:
                 if self.first_at is None:
@@ -103,17 +103,24 @@ class SoakDriver:
         return self.app.replies_done
 
     async def type(self, pilot, text: str) -> None:
-        await pilot.press(*text)
+        """Into the prompt box at once (a key at a time, Pilot waits for the process to go
+        idle after each: seconds per message while torch's threads wind down)."""
+        box = self.app.query_one("#prompt")
+        box.focus()
+        box.insert(text)
+        await pilot.pause()
 
-    async def send(self, pilot, patience: float) -> None:
+    async def send(self, pilot, patience: float) -> float:
         """Press Enter until the app asks the engine for the reply (a message sent before
-        the model is ready stays in the box, so Enter is pressed again)."""
+        the model is ready stays in the box, so Enter is pressed again); returns when the
+        Enter that was taken was pressed."""
         deadline = time.monotonic() + patience
         while True:
+            pressed = time.perf_counter()
             await pilot.press("enter")
             for _ in range(20):
                 if self.pieces.asked.is_set():
-                    return
+                    return pressed
                 await pilot.pause(0.05)
             if time.monotonic() > deadline:
                 raise AssertionError("the app never sent the message to the engine")
@@ -127,8 +134,7 @@ async def chat(driver: SoakDriver, args: argparse.Namespace) -> list[dict]:
             done = driver.replies_done()
             await driver.type(pilot, user_text(turn))
             driver.pieces.arm()
-            pressed = time.perf_counter()
-            await driver.send(pilot, patience=300 if turn == 0 else 30)
+            pressed = await driver.send(pilot, patience=300 if turn == 0 else 30)
             deadline = time.monotonic() + 300
             while driver.replies_done() <= done:
                 if time.monotonic() > deadline:
@@ -233,8 +239,8 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=1024, help="the app's --context")
     parser.add_argument("--reply-tokens", type=int, default=12, help="the app's --max-new-tokens")
     args = parser.parse_args()
-    if args.turns < 10:
-        parser.error("--turns: at least 10 (the checks compare tenths of the run)")
+    if args.turns < 20:
+        parser.error("--turns: at least 20 (the checks compare tenths of the run)")
     folder = Path(tempfile.mkdtemp(prefix="chatapp-soak-"))
     os.environ["CHATAPP_CONFIG_DIR"] = str(folder / "config")
     os.environ["CHATAPP_DATA_DIR"] = str(folder / "data")
