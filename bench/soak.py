@@ -1,7 +1,7 @@
 """A long chat in the real app: memory stays level, first-token time stays flat, and every
 turn is in the history.
 
-    python bench/soak.py [--turns 500] [--context 1024] [--reply-tokens 12]
+    python bench/soak.py [--turns 500] [--context 1024] [--reply-tokens 12] [--quant MODE]
 
 The real Textual app (``chatapp --context N --max-new-tokens M`` with the bundled model, its
 default format and quantization) is driven in this process with Textual's Pilot, as a
@@ -91,6 +91,7 @@ class SoakDriver:
         from chatapp.tui.app import make_app
 
         flags = ["--context", str(args.context), "--max-new-tokens", str(args.reply_tokens)]
+        flags += ["--quant", args.quant] if args.quant else []
         cli_args, params = parse_command_line(flags)
         self.pieces = FirstPieces()
 
@@ -238,6 +239,11 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=500)
     parser.add_argument("--context", type=int, default=1024, help="the app's --context")
     parser.add_argument("--reply-tokens", type=int, default=12, help="the app's --max-new-tokens")
+    parser.add_argument(
+        "--quant",
+        help="the app's --quant (default: its own; on a CPU auto makes an int8 copy in the "
+        "background, which a run shorter than ~200 turns may see land after turn T/10)",
+    )
     args = parser.parse_args()
     if args.turns < 20:
         parser.error("--turns: at least 20 (the checks compare tenths of the run)")
