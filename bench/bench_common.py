@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# The seed's Chinese prompt, the short prompt every bench sends.
-SEED_PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
+# The tutorial's Chinese prompt, the short prompt every bench sends.
+TUTORIAL_PROMPT = "使用繁體中文回答，請問什麼是大型語言模型？"
 # Repeated to make a long prompt (cut to --prompt tokens: ~790 by default).
 LONG_TEXT = (
     "The sea is wide and deep, and the light on it changes every hour of the day. "
@@ -18,6 +18,24 @@ LONG_TEXT = (
 ANSI = re.compile(
     rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]"
 )
+
+
+def tutorial_params(**changes: Any) -> Any:
+    """The tutorial's sampling values (its GenerationConfig cell) as ``SamplingParams``,
+    with ``changes``."""
+    from chatapp import params
+
+    # The params module is being renamed from "seed" to "tutorial": take either name.
+    values = params.TUTORIAL_VALUES
+    return params.SamplingParams(**values).replace(**changes)
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (/proc/self/statm: pages)."""
+    import os
+
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def disable_eos(engine: Any) -> None:

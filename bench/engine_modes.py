@@ -4,13 +4,17 @@
     python bench/engine_modes.py --emulate-avx2   # as on a CPU without AVX-512 (see below)
 
 Rows:
-- raw bf16, raw fp32: plain ``model.generate`` (greedy, EOS off), the baseline and its
-  float32 copy;
-- engine MODE: chatapp's own streaming path (``LocalEngine.stream_reply``, greedy like
-  the raw rows or the seed's sampling values with --seed-sampling, EOS off, no KV reuse) for every ``--quant`` mode that runs on the CPU:
-  none (in this machine's auto dtype), MODE+auto (MODE as ``--quant auto`` runs it on the
-  CPU: bf16's one-token decode steps outside oneDNN, sampling among the stages'
-  survivors), int8-dynamic (what auto picks here for the app), bitsandbytes 8bit and 4bit.
+- raw bf16, raw fp32: plain ``model.generate`` (EOS off), the baseline and its float32 copy;
+- engine MODE: chatapp's own streaming path (``LocalEngine.stream_reply``, EOS off, no KV
+  reuse) for every ``--quant`` mode that runs on the CPU: none (in this machine's auto
+  dtype), MODE+auto (MODE as ``--quant auto`` runs it on the CPU: bf16's one-token decode
+  steps outside oneDNN, sampling among the stages' survivors), int8-dynamic (what auto
+  picks here for the app), bitsandbytes 8bit and 4bit.
+
+Like for like: every row does the same work per token. Greedy by default; with
+``--tutorial-sampling`` (``--seed-sampling`` is its old name) every row, raw ones included,
+samples with the tutorial's values from the same RNG seed, so the sampling stages (top-k,
+top-p, temperature, repetition penalty over the 262k vocabulary) cost both sides.
 
 Per row: load seconds, prefill tok/s (a --prompt-token prompt to its first token),
 decode tok/s (--tokens tokens after the first, short prompt), time to first token of a
@@ -40,7 +44,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import LONG_TEXT, SEED_PROMPT, disable_eos, greedy_seconds  # noqa: E402
+from bench_common import (  # noqa: E402
+    LONG_TEXT,
+    TUTORIAL_PROMPT,
+    disable_eos,
+    greedy_seconds,
+    rss_bytes,
+    timed_generate,
+    tutorial_params,
+)
+
+SAMPLING_SEED = 7  # every sampled row draws from this RNG seed
 
 AVX2_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -50,23 +64,29 @@ AVX2_ENV = {
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_bytes() / 2**20
 
 
 class Raw:
-    """Plain generate on a model."""
+    """Plain generate on a model: greedy, or sampling with ``params``'s values."""
 
-    def __init__(self, model, long_ids, short_ids, tokens):
+    def __init__(self, model, long_ids, short_ids, tokens, params=None):
         self.model, self.long_ids, self.short_ids, self.tokens = model, long_ids, short_ids, tokens
+        self.params = params
+
+    def seconds(self, ids, new: int) -> float:
+        """Seconds to add exactly ``new`` tokens to ``ids``."""
+        if self.params is None:
+            return greedy_seconds(self.model, ids, new)
+        config = self.params.replace(max_new_tokens=new).to_generation_config(pad_token_id=0)
+        made, seconds = timed_generate(self.model, ids, config, seed=SAMPLING_SEED)
+        assert made == new, made
+        return seconds
 
     def measure(self) -> dict[str, float]:
-        prefill = greedy_seconds(self.model, self.long_ids, 1)
-        first = greedy_seconds(self.model, self.short_ids, 1)
-        whole = greedy_seconds(self.model, self.short_ids, self.tokens + 1)
+        prefill = self.seconds(self.long_ids, 1)
+        first = self.seconds(self.short_ids, 1)
+        whole = self.seconds(self.short_ids, self.tokens + 1)
         return {
             "prefill": self.long_ids.shape[1] / prefill,
             "decode": self.tokens / (whole - first),
@@ -77,21 +97,19 @@ class Raw:
 class Engine:
     """The app's streaming path."""
 
-    def __init__(self, engine, long_text, tokens, seed_sampling=False):
+    def __init__(self, engine, long_text, tokens, params=None):
         from chatapp.engine import Message
-        from chatapp.params import TUTORIAL_VALUES, SamplingParams
+        from chatapp.params import SamplingParams
 
         self.engine = engine
         engine.reuse_cache = False
         engine.chat_format = "raw"  # no stop strings either: every reply is --tokens long
         disable_eos(engine)
         self.long = [Message("user", long_text)]
-        self.short = [Message("user", SEED_PROMPT)]
-        # Greedy by default, the same work per token as the raw rows; --seed-sampling adds
-        # the seed's sampling stages (top-k, top-p, temperature, repetition penalty over
-        # the 262k vocabulary), which cost the engine and raw generate alike.
-        if seed_sampling:
-            base = SamplingParams(**TUTORIAL_VALUES).replace(seed=7)
+        self.short = [Message("user", TUTORIAL_PROMPT)]
+        # The same values as the raw rows: greedy, or the tutorial's sampling values.
+        if params is not None:
+            base = params.replace(seed=SAMPLING_SEED)
         else:
             base = SamplingParams(do_sample=False, repetition_penalty=1.0)
         self.one = base.replace(max_new_tokens=1)
@@ -121,8 +139,15 @@ def main() -> None:
         "on the CPU (bf16 one-token decode steps outside oneDNN, sampling among the stages' "
         "survivors)",
     )
-    parser.add_argument("--seed-sampling", action="store_true", help="engine rows sample")
+    parser.add_argument(
+        "--tutorial-sampling",
+        "--seed-sampling",
+        dest="tutorial_sampling",
+        action="store_true",
+        help="every row, raw and engine, samples with the tutorial's values",
+    )
     args = parser.parse_args()
+    sampling = tutorial_params() if args.tutorial_sampling else None
     if args.emulate_avx2 and os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS") != "AVX2":
         argv = [a for a in sys.argv[1:] if a != "--emulate-avx2"]
         env = {**os.environ, **AVX2_ENV}
@@ -167,17 +192,24 @@ def main() -> None:
 
     base = load_model("bundled", quant="none", dtype="bfloat16")  # as plain transformers
     tokenizer = base.tokenizer
+    # No EOS for the raw rows either (generate fills an unset one from here), so every
+    # reply runs to its length; the fp32 copy below inherits it.
+    base.model.generation_config.eos_token_id = None
     long_ids = tokenizer(LONG_TEXT * 60, return_tensors="pt").input_ids[:, : args.prompt]
     long_text = tokenizer.decode(long_ids[0, 1:])
-    short_ids = tokenizer(SEED_PROMPT, return_tensors="pt").input_ids
+    short_ids = tokenizer(TUTORIAL_PROMPT, return_tensors="pt").input_ids
     add(
         "raw bf16",
-        lambda: (Raw(base.model, long_ids, short_ids, args.tokens), base.model, base.load_seconds),
+        lambda: (
+            Raw(base.model, long_ids, short_ids, args.tokens, sampling),
+            base.model,
+            base.load_seconds,
+        ),
     )
     add(
         "raw fp32",
         lambda: (
-            Raw(m := copy.deepcopy(base.model).float(), long_ids, short_ids, args.tokens),
+            Raw(m := copy.deepcopy(base.model).float(), long_ids, short_ids, args.tokens, sampling),
             m,
             None,
         ),
@@ -190,7 +222,7 @@ def main() -> None:
             engine = LocalEngine.load("bundled", quant=quant, dtype=dtype or "auto")
             if auto:
                 run_as_auto(engine.loaded)
-            runner = Engine(engine, long_text, args.tokens, args.seed_sampling)
+            runner = Engine(engine, long_text, args.tokens, sampling)
             return runner, engine.model, engine.loaded.load_seconds
 
         label = f"engine {mode.partition(':')[0]}"
@@ -203,7 +235,8 @@ def main() -> None:
     print(
         f"CPU: {torch.get_num_threads()} threads · native bf16: {cpu_has_native_bf16()} · "
         f"fbgemm 7-bit activations: {fbgemm_reduce_range()} · prompt {long_ids.shape[1]} "
-        f"tokens · {args.tokens} tokens decoded · {args.rounds} rounds",
+        f"tokens · {args.tokens} tokens decoded · {args.rounds} rounds · every row "
+        + ("samples with the tutorial's values" if sampling else "greedy"),
         flush=True,
     )
     for row in rows.values():  # warm up

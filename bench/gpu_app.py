@@ -1,4 +1,4 @@
-"""The app itself on a GPU box, at 80x24 in tmux, in the seed's 8-bit mode: it streams,
+"""The app itself on a GPU box, at 80x24 in tmux, in the tutorial's 8-bit mode: it streams,
 stops and quits.
 
     python bench/gpu_app.py [--quant 8bit] [--folder /tmp/gemma-2b-random] [--compile]

@@ -11,13 +11,13 @@ own loading (``LocalEngine.load``, as ``chatapp --model FOLDER --quant MODE [--c
     python bench/gpu_engine.py --tiny --modes none,none+compile   # check it on a CPU
 
 Modes: none (bf16), none+compile (the fast path: one static cache + generate's own
-torch.compile of the decode step), 8bit (the seed's bitsandbytes), 4bit (nf4), ao-int8
+torch.compile of the decode step), 8bit (the tutorial's bitsandbytes), 4bit (nf4), ao-int8
 and ao-int8+compile (torchao int8 weight-only); bitsandbytes and torchao are carried.
 
 Per mode, timings alternate raw and engine (after a warm-up of each):
   - load seconds (the compile and its warm-up included for +compile);
   - prefill tok/s: a --prompt-token prompt to its first token;
-  - decode tok/s: the --tokens tokens after the first, a short prompt, the seed's sampling
+  - decode tok/s: the --tokens tokens after the first, a short prompt, the tutorial's sampling
     values, EOS off;
   - time to first token of the short prompt;
   - raw: plain ``model.generate`` with the same config (and, for +compile, the same static
@@ -50,10 +50,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import (  # noqa: E402
     LONG_TEXT,
-    SEED_PROMPT,
+    TUTORIAL_PROMPT,
     disable_eos,
     random_model_folder,
     timed_generate,
+    tutorial_params,
 )
 
 
@@ -62,7 +63,6 @@ class Mode:
 
     def __init__(self, engine, args, sync) -> None:
         from chatapp.engine import Message
-        from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
         self.engine, self.sync, self.tokens = engine, sync, args.tokens
         engine.reuse_cache = False  # every request prefills from scratch, like raw generate
@@ -70,9 +70,9 @@ class Mode:
         disable_eos(engine)
         tokenizer = engine.tokenizer
         long_ids = tokenizer(LONG_TEXT * 60).input_ids[: args.prompt]
-        self.short = [Message("user", SEED_PROMPT)]
+        self.short = [Message("user", TUTORIAL_PROMPT)]
         self.long = [Message("user", tokenizer.decode(long_ids[1:]))]
-        self.params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=args.tokens, seed=0)
+        self.params = tutorial_params(max_new_tokens=args.tokens, seed=0)
         self.deferral = engine.defer_stop_check
         self.short_ids = engine.prompt_ids(self.short)
         self.long_ids = engine.prompt_ids(self.long)
@@ -240,7 +240,7 @@ def main() -> None:
     print(
         f"{device} · torch {torch.__version__} · {folder} (made in "
         f"{time.perf_counter() - started:.0f} s) · prompt {args.prompt} tokens · "
-        f"{args.tokens} new tokens, the seed's sampling · {args.runs} runs each, alternating",
+        f"{args.tokens} new tokens, the tutorial's sampling · {args.runs} runs each, alternating",
         flush=True,
     )
     # Rows and the bf16 reference from an earlier run into the same --out (the modes can

@@ -13,7 +13,7 @@ decode tok/s (--tokens new tokens after the first), peak GPU memory, and the clo
 bf16: mean KL divergence (bits) of the next-token distributions over the prompt's
 positions, and the share of positions whose most likely token agrees. Each line is also
 appended to --out as JSON, so a run cut short keeps what it measured.
-Modes: bf16, compile (bf16 + static cache + torch.compile), bnb8 (the seed's mode),
+Modes: bf16, compile (bf16 + static cache + torch.compile), bnb8 (the tutorial's mode),
 bnb4 (nf4), ao-int8 and ao-int4 (torchao weight-only).
 
 The GPU machine has torch and transformers only: carry the bitsandbytes and torchao

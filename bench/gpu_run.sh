@@ -7,7 +7,7 @@
 #
 # fast:  bf16 and the fast path (static cache + torch.compile), engine and app, with
 #        cProfile of a long prompt's first token and of a reply, and the fast path's checks
-# app:   the app itself at 80x24 in tmux, the seed's 8-bit mode: streams, stops, quits
+# app:   the app itself at 80x24 in tmux, the tutorial's 8-bit mode: streams, stops, quits
 # aoc:   torchao int8 weight-only + the fast path, engine and app
 # quant: the eager quantized modes: nf4, torchao int8, bitsandbytes 8-bit
 # Logs and gpu_engine.jsonl go to OUT_DIR (default ./gpu-out). To check the script on a

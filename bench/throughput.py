@@ -29,13 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import SEED_PROMPT, disable_eos, timed_generate  # noqa: E402
+from bench_common import TUTORIAL_PROMPT, disable_eos, timed_generate, tutorial_params  # noqa: E402
 
 
 def _params(max_new_tokens: int, seed: int):
-    from chatapp.params import TUTORIAL_VALUES, SamplingParams
-
-    return SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=max_new_tokens, seed=seed)
+    return tutorial_params(max_new_tokens=max_new_tokens, seed=seed)
 
 
 def evict_from_page_cache(folder: Path) -> int:
@@ -54,7 +52,7 @@ def time_command(model: str, quant: str, dtype: str, cache_dir: str) -> dict:
     env = {**os.environ, "CHATAPP_CACHE_DIR": cache_dir, "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     cmd = [sys.executable, "-m", "chatapp", "--model", model, "--quant", quant]
-    cmd += ["--dtype", dtype, "--prompt", SEED_PROMPT, "--max-new-tokens", "4", "--seed", "0"]
+    cmd += ["--dtype", dtype, "--prompt", TUTORIAL_PROMPT, "--max-new-tokens", "4", "--seed", "0"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
@@ -109,7 +107,7 @@ def measure_throughput(args: argparse.Namespace) -> None:
     engine = LocalEngine.load(args.model, quant=args.quant, dtype=args.dtype, chat_format="turns")
     engine.reuse_cache = False  # the same prefill as raw generate on every run (fair ratio)
     params = _params(args.max_new_tokens, args.seed)
-    messages = [Message("user", SEED_PROMPT)]
+    messages = [Message("user", TUTORIAL_PROMPT)]
     input_ids = engine.prompt_ids(messages)
     # EOS off on both sides: every run makes exactly max_new_tokens tokens (checked below).
     disable_eos(engine)

@@ -47,7 +47,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_common import ANSI, SEED_PROMPT, PtyChild, disable_eos  # noqa: E402
+from bench_common import (  # noqa: E402
+    ANSI,
+    TUTORIAL_PROMPT,
+    PtyChild,
+    disable_eos,
+    tutorial_params,
+)
 
 MARKERS = "QZXJVK"  # typed while streaming: never part of the reply or the redrawn chrome
 
@@ -301,14 +307,13 @@ def _part2_engine(model: str, quant: str, compile: bool, tokens: int):
     (no EOS, raw format, a fixed seed), after one full-size warm-up reply."""
     from chatapp.engine import LocalEngine, Message
     from chatapp.engine.loading import silence_libraries
-    from chatapp.params import TUTORIAL_VALUES, SamplingParams
 
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)
     disable_eos(engine)
     engine.chat_format = "raw"  # no dialogue stop strings either
-    params = SamplingParams(**TUTORIAL_VALUES).replace(max_new_tokens=tokens, seed=0)
-    engine.stream_reply([Message("user", SEED_PROMPT)], params)  # warm-up
+    params = tutorial_params(max_new_tokens=tokens, seed=0)
+    engine.stream_reply([Message("user", TUTORIAL_PROMPT)], params)  # warm-up
     return engine, params
 
 
@@ -326,7 +331,7 @@ def direct_child(model: str, quant: str, compile: bool, tokens: int) -> None:
             sys.stdout.write(piece)
             sys.stdout.flush()
 
-        stats = engine.stream_reply([Message("user", SEED_PROMPT)], params, show)
+        stats = engine.stream_reply([Message("user", TUTORIAL_PROMPT)], params, show)
         sys.stdout.write(f"\n{END_MARK} {stats.new_tokens}\n")
         sys.stdout.flush()
 
@@ -414,7 +419,7 @@ def real_model(
         start = len(child.buffer)
         child.write(b"\x0e")  # Ctrl+N: a new chat, so the engine prefills it all
         pair.wait_for("app", "New chat", start, 30)
-        child.write(b"\x1b[200~" + SEED_PROMPT.encode() + b"\x1b[201~")
+        child.write(b"\x1b[200~" + TUTORIAL_PROMPT.encode() + b"\x1b[201~")
         pair.settle(0.5)
         start = len(child.buffer)
         sent = time.perf_counter()
