@@ -25,9 +25,7 @@ def tutorial_params(**changes: Any) -> Any:
     with ``changes``."""
     from chatapp import params
 
-    # The params module is being renamed from "seed" to "tutorial": take either name.
-    values = params.TUTORIAL_VALUES
-    return params.SamplingParams(**values).replace(**changes)
+    return params.SamplingParams(**params.TUTORIAL_VALUES).replace(**changes)
 
 
 def rss_bytes() -> int:
