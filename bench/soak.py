@@ -88,7 +88,7 @@ class SoakDriver:
     def __init__(self, args: argparse.Namespace) -> None:
         from chatapp.cli import parse_command_line
         from chatapp.engine.from_args import engine_from_args
-        from chatapp.tui.app import make_app
+        from chatapp.tui.launch import make_app
 
         flags = ["--context", str(args.context), "--max-new-tokens", str(args.reply_tokens)]
         flags += ["--quant", args.quant] if args.quant else []
