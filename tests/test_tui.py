@@ -534,7 +534,7 @@ async def test_new_chat_frees_the_engine_cache_and_chat_format_is_switchable():
         await pilot.press("ctrl+n")
         await pilot.pause(0.1)
         assert source.resets == 1
-        app.set_chat_format("raw")
+        app.prompt_shape.set_chat_format("raw")
         assert source.chat_format == "raw" and source.resets == 2
 
 

@@ -191,8 +191,7 @@ class ChatApp(App[int]):
         return self.query_one(ParamPanel).params
 
     @property
-    def generating(self) -> bool:
-        """The focused pane's reply is streaming."""
+    def generating(self) -> bool:  # the focused pane's reply is streaming
         return self.pane.streaming
 
     @property
@@ -203,7 +202,7 @@ class ChatApp(App[int]):
     def stream_repairs(self) -> int:
         return sum(pane.stream_repairs for pane in self.panes)
 
-    # -- model loading (a daemon thread: quitting never waits for a load) ---------------
+    # -- model loading ------------------------------------------------------------------
     @on(LoadProgress)
     def _load_progress(self, event: LoadProgress) -> None:
         self.query_one(LoadingView).set_stage(event.text, event.fraction)
@@ -380,10 +379,6 @@ class ChatApp(App[int]):
 
     def action_copy_code(self) -> None:
         self.copying.copy_code()
-
-    def set_chat_format(self, chat_format: str) -> None:
-        """turns, dialogue or raw: how the conversation becomes the next prompt."""
-        self.prompt_shape.set_chat_format(chat_format)
 
     # -- the end ----------------------------------------------------------------------------
     def _keep_partial_replies(self) -> None:
