@@ -135,7 +135,7 @@ def conversation(args: argparse.Namespace) -> str:
 def dtypes(args: argparse.Namespace) -> None:
     """Prefill (a ~790-token prompt) and decode rates per CPU dtype, alternating."""
     from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import cpu_has_native_bf16
+    from chatapp.engine.quantization import cpu_has_native_bf16
     from chatapp.params import SamplingParams
 
     engines = {
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--dtype-runs", type=int, default=3)
     parser.add_argument("--skip-dtypes", action="store_true")
     args = parser.parse_args()
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
 
     silence_libraries()
     ratio_line = conversation(args)

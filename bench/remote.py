@@ -52,7 +52,7 @@ def bare_loop(url: str, model: str, fields: dict, extra: dict) -> tuple[float, f
 
 
 def chatapp_loop(engine, params) -> tuple[float, float, int]:
-    from chatapp.engine.chat_format import Message
+    from chatapp.engine.types import Message
 
     pieces: list[float] = []
     start = time.perf_counter()
@@ -67,7 +67,8 @@ def chatapp_loop(engine, params) -> tuple[float, float, int]:
 
 
 def compare(url: str, rounds: int, tokens: int) -> None:
-    from chatapp.engine.remote import RemoteEngine, request_fields
+    from chatapp.engine.remote import RemoteEngine
+    from chatapp.engine.servers import request_fields
     from chatapp.params import SamplingParams
 
     engine = RemoteEngine(url)
@@ -139,7 +140,7 @@ def main() -> None:
     url = args.server
     if url is None:
         from chatapp import paths
-        from chatapp.engine.loading import ensure_bundled_model
+        from chatapp.engine.bundled import ensure_bundled_model
         from tests.serve_helper import start_transformers_serve
 
         ensure_bundled_model()

@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--app", action="store_true", help="also time the app to Ready")
     args = parser.parse_args()
 
-    from chatapp.engine.loading import ensure_bundled_model
+    from chatapp.engine.bundled import ensure_bundled_model
 
     cache = ensure_bundled_model()
     folder = str(as_saved_by_transformers(cache))

@@ -338,7 +338,7 @@ async def real_model(
     tokens: int, runs: int, model: str = "bundled", quant: str = "none", compile: bool = False
 ) -> float:
     from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
     from chatapp.params import SEED_VALUES, SamplingParams
 
     silence_libraries()

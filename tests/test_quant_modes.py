@@ -11,7 +11,9 @@ import pytest
 
 from chatapp.engine import Message
 from chatapp.engine.closeness import closeness_ids, compare
-from chatapp.engine.loading import ModelLoadError, auto_quant, load_model
+from chatapp.engine.loading import load_model
+from chatapp.engine.quantization import auto_quant
+from chatapp.engine.types import ModelLoadError
 from chatapp.params import SamplingParams
 
 pytestmark = pytest.mark.model
@@ -122,7 +124,7 @@ def test_ao_int8_without_torchao_is_one_clear_line():
 
 
 def test_auto_leaves_a_short_one_shot_reply_unquantized_on_the_cpu():
-    from chatapp.engine.loading import QUANT_PAYS_AFTER_TOKENS
+    from chatapp.engine.quantization import QUANT_PAYS_AFTER_TOKENS
 
     mode, reason = auto_quant(reply_tokens=8)
     assert mode == "none" and "longer to make than it saves" in reason
@@ -165,8 +167,9 @@ def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
     """--compile left unset: the fast path where it was measured faster (an H200), never
     on the CPU or for bitsandbytes; --compile / --no-compile decide it outright."""
     from chatapp.cli import build_parser
-    from chatapp.engine.loading import LoadedModel, auto_compile
-    from chatapp.engine.local import GPU_CHUNK, _first_chunk
+    from chatapp.engine.loading import LoadedModel
+    from chatapp.engine.prefill import GPU_CHUNK, first_chunk
+    from chatapp.engine.quantization import auto_compile
 
     def loaded(device: str, quant: str, model=None) -> LoadedModel:
         return LoadedModel(model, None, "m", quant, "bfloat16", device, 0.0)
@@ -197,7 +200,7 @@ def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
     class OnGpu:  # a model on a GPU: generate evaluates a prompt in one pass, as raw does
         device = __import__("torch").device("cuda")
 
-    assert _first_chunk(OnGpu()) == GPU_CHUNK
+    assert first_chunk(OnGpu()) == GPU_CHUNK
 
 
 def test_auto_runs_bf16_decode_steps_outside_onednn_and_stays_close(engine, reference):

@@ -16,11 +16,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextPlan, plan_context
-from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
-from chatapp.engine.local import EngineBusy
-from chatapp.engine.protocol import Capabilities, ReplyStats, describe_loaded
+from chatapp.engine.lens import LensRecorder
+from chatapp.engine.protocol import describe_loaded
+from chatapp.engine.types import (
+    NO_INT8_COPY,
+    Candidate,
+    Capabilities,
+    EngineBusy,
+    Int8Status,
+    Message,
+    ReplyStats,
+    StepRecord,
+)
 from chatapp.params import PARAMS, SamplingParams
 
 
@@ -110,6 +118,10 @@ class FakeTokenSource:
     def reset(self) -> None:
         """Forget the conversation (the real engine frees its KV cache)."""
         self.resets += 1
+
+    def int8_status(self) -> Int8Status:
+        """The fake source makes no int8 copy: nothing pending."""
+        return NO_INT8_COPY
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         """One made-up token per word."""

@@ -18,11 +18,11 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from chatapp.conversation import ChatSession
-from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextTooLong
 from chatapp.engine.from_args import engine_from_args
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import Engine
+from chatapp.engine.types import Message
 from chatapp.heap import HeapFreezer
 from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
@@ -190,7 +190,7 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
         self.source = event.source
         self.query_one(LoadingView).display = False
         self._set_status("Ready · " + self.source.describe())
-        if getattr(self.source, "int8_pending", False):
+        if self.source.int8_status().pending:
             self._int8_timer = self.set_interval(0.5, self._int8_made)
         for warning in self.source.warnings:
             self.notify(warning, title="Connection", severity="warning", timeout=15)
@@ -310,10 +310,10 @@ class ChatApp(LensControls, ReplyStreaming, PresetDialogs, ChatActions, App[int]
 
     def _int8_made(self) -> None:
         """Say so when the int8 copy (made on its thread after Ready) is in use."""
-        if getattr(self.source, "int8_pending", True):
+        int8 = self.source.int8_status()
+        if int8.pending:
             return
         self._int8_timer.stop()
-        int8 = self.source.loaded.int8
         if int8.error is not None:
             self.notify(
                 f"The int8 copy failed ({int8.error}); replies use the float weights",

@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from chatapp.conversation import Conversation, ReplyVersion, Turn
-from chatapp.engine.lens import StepRecord
+from chatapp.engine.types import StepRecord
 
 FOLLOW_STEP_DIVISOR = 4  # a followed reply scrolls a quarter of the view at a time
 SHOWN_AT_OPEN = 20  # turns mounted when a chat opens (more than a screenful); earlier on request

@@ -14,7 +14,7 @@ from textual import work
 from textual.css.query import NoMatches
 
 from chatapp.conversation import ReplyVersion
-from chatapp.engine.chat_format import Message
+from chatapp.engine.types import Message
 from chatapp.params import SamplingParams
 from chatapp.tui.chat import AssistantMessage, ChatPane
 from chatapp.tui.events import LensReplayed, WhatIfReady

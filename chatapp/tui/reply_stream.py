@@ -12,9 +12,8 @@ from rich.cells import cell_len
 from textual import work
 
 from chatapp.conversation import ReplyVersion
-from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
-from chatapp.engine.protocol import EngineError, ReplyInterrupted, ReplyStats
+from chatapp.engine.types import EngineError, Message, ReplyInterrupted, ReplyStats
 from chatapp.params import SamplingParams
 from chatapp.tui.chat import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatPane
 from chatapp.tui.events import ReplyFinished
