@@ -414,5 +414,7 @@ class RemoteEngine:
     # -- errors -------------------------------------------------------------------------------
     def explain(self, exc: Exception) -> str:
         """One line that says what went wrong and what to do (never the API key)."""
+        # Also while connecting, before the model, the models and the kind are known.
         model, models = getattr(self, "model", ""), getattr(self, "models", [])
-        return explain_error(exc, self.base_url, model, models, self.api_key_env, self.kind)
+        kind = getattr(self, "kind", None)
+        return explain_error(exc, self.base_url, model, models, self.api_key_env, kind)

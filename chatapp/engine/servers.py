@@ -157,7 +157,7 @@ def explain_error(
     model: str,
     models: list[str],
     api_key_env: str | None,
-    kind: ServerKind,
+    kind: ServerKind | None,
 ) -> str:
     """One line that says what went wrong and what to do (never the API key)."""
     import openai
@@ -202,7 +202,7 @@ def explain_error(
             n
             for n in (
                 *[s.name for s in PARAMS],
-                *kind.extra.values(),
+                *(kind.extra.values() if kind else ()),
                 "temperature",
                 "top_p",
                 "max_tokens",
