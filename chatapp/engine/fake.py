@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatapp.engine.chat_format import ChatFormat
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import describe_loaded
@@ -83,7 +84,7 @@ class FakeTokenSource:
         self._resume = threading.Event()
         self.loaded = FakeLoaded()
         self.calls: list[tuple[list[Message], SamplingParams]] = []
-        self.chat_format = "turns"
+        self.chat_format: ChatFormat = "turns"
         self.preamble = ""
         self.context_window = 4096
         self.resets = 0

@@ -247,11 +247,11 @@ def one_gguf_reader_per_file() -> Iterator[None]:
             readers[key] = original(path, mode)
         return readers[key]
 
-    gguf.GGUFReader = reader  # type: ignore[misc,assignment]
+    gguf.GGUFReader = reader
     try:
         yield
     finally:
-        gguf.GGUFReader = original  # type: ignore[misc]
+        gguf.GGUFReader = original
 
 
 def drop_quantization_marks(model: Any) -> None:

@@ -110,7 +110,7 @@ def generate_reply(
                 config.compile_config = engine.compile_config
         elif logits_processor is not None:
             extra["logits_processor"] = logits_processor
-        criteria = [StopOnEvent(cancel)]
+        criteria: list[Any] = [StopOnEvent(cancel)]
         if engine.stop_strings:
             criteria.append(StopOnText(streamer))
         with internals.deferred_stop_check(engine.defer_stop_check):

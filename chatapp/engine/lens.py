@@ -41,7 +41,7 @@ def readable_token(tokenizer: Any, token_id: int) -> str:
     text = tokenizer.convert_ids_to_tokens(int(token_id))
     if text is None:
         return f"<{token_id}>"
-    return text.replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+    return str(text).replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
 
 
 def build_processors(model: Any, generation_config: Any, input_ids: Any) -> Any:

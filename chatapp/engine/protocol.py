@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from chatapp.engine.types import Capabilities, Int8Status, Message, ReplyStats, StepRecord
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chatapp.engine.chat_format import ChatFormat
     from chatapp.engine.context import ContextPlan
     from chatapp.params import SamplingParams
 
@@ -29,7 +30,7 @@ def describe_loaded(loaded: Any, chat_format: str, window: int) -> str:
 class Engine(Protocol):
     """A source of replies: what the app and the CLI talk to."""
 
-    chat_format: str
+    chat_format: ChatFormat
     preamble: str
     context_window: int
     warnings: list[str]  # said once when the engine is ready (plain http to a server, …)

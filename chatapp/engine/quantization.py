@@ -253,7 +253,7 @@ def _decode_int8_linear_class() -> Any:
     """The class, defined on first use: this module imports torch lazily."""
     import torch
 
-    class DecodeInt8Linear(torch.nn.Module):
+    class DecodeInt8Linear(torch.nn.Module):  # type: ignore[misc]  # torch is not analysed
         """A ``Linear`` that multiplies one token's activations by int8 weights.
 
         One row (decode): the activations are quantized for that token alone (dynamic,

@@ -27,7 +27,12 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from chatapp.engine.chat_format import DIALOGUE_PREAMBLE, DIALOGUE_STOPS, render_prompt
+from chatapp.engine.chat_format import (
+    DIALOGUE_PREAMBLE,
+    DIALOGUE_STOPS,
+    ChatFormat,
+    render_prompt,
+)
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.servers import (
     KINDS,
@@ -96,7 +101,7 @@ class RemoteEngine:
         model: str | None = None,
         kind: str | None = None,
         api_key_env: str | None = None,
-        chat_format: str = "turns",
+        chat_format: ChatFormat = "turns",
         context: int | None = None,
         timeout: float = READ_TIMEOUT,
     ) -> None:
@@ -113,7 +118,7 @@ class RemoteEngine:
         self.warnings = [w for w in (http_warning(self.base_url),) if w]
         self.timeout = timeout
         self.client = self._client()
-        self.chat_format = chat_format
+        self.chat_format: ChatFormat = chat_format
         self.preamble = DIALOGUE_PREAMBLE
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -317,7 +322,8 @@ class RemoteEngine:
         if self.kind.usage_option:
             fields["stream_options"] = {"include_usage": True}
         pieces: list[str] = []
-        state = {"first": None, "tokens": 0, "finish": None, "usage": None, "step": 0}
+        state: dict[str, Any] = {"first": None, "tokens": 0, "finish": None, "usage": None}
+        state["step"] = 0
 
         def emit(text: str) -> None:
             shown = stops.push(text)
@@ -351,7 +357,7 @@ class RemoteEngine:
                 messages=[{"role": m.role, "content": m.content} for m in plan.messages],
             )
         else:
-            prompt = render_prompt(_NoTokenizer(), plan.messages, self.chat_format, self.preamble)  # type: ignore[arg-type]
+            prompt = render_prompt(_NoTokenizer(), plan.messages, self.chat_format, self.preamble)
             request = partial(self.client.completions.create, prompt=prompt)
         running = self._open_stream(
             partial(request, model=self.model, stream=True, extra_body=extra, **fields)
