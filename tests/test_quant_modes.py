@@ -13,7 +13,7 @@ from chatapp.engine import Message
 from chatapp.engine.closeness import closeness_ids, compare
 from chatapp.engine.loading import load_model
 from chatapp.engine.quantization import auto_quant
-from chatapp.engine.types import ModelLoadError
+from chatapp.engine.types import Int8Status, ModelLoadError
 from chatapp.params import SamplingParams
 
 pytestmark = pytest.mark.model
@@ -142,6 +142,7 @@ def test_a_reply_uses_the_float_weights_until_the_int8_copy_is_made_never_a_mix(
     int8.ready.clear()  # as while the copy is being made
     try:
         assert engine_int8.int8_pending and "making the int8 copy" in engine_int8.describe()
+        assert engine_int8.int8_status() == Int8Status(pending=True)
         pending = engine_int8.stream_reply(HELLO, GREEDY)
         assert not int8.on
         engine.reset()
@@ -151,6 +152,23 @@ def test_a_reply_uses_the_float_weights_until_the_int8_copy_is_made_never_a_mix(
     made = engine_int8.stream_reply(HELLO, GREEDY)
     assert int8.on and not engine_int8.int8_pending
     assert made.new_tokens > 0
+    # What the app asks when the copy is done: how long it took, or why it failed.
+    assert engine_int8.int8_status() == Int8Status(seconds=int8.seconds) and int8.seconds > 0
+    int8.error = RuntimeError("no memory for the int8 copy")
+    try:
+        assert engine_int8.int8_status() == Int8Status(
+            seconds=int8.seconds, error="no memory for the int8 copy"
+        )
+    finally:
+        int8.error = None
+
+
+def test_engines_without_an_int8_copy_report_nothing_pending(engine):
+    from chatapp.engine.fake import FakeTokenSource
+
+    assert engine.loaded.int8 is None
+    for source in (engine, FakeTokenSource()):
+        assert source.int8_status() == Int8Status()
 
 
 def test_the_int8_copy_is_made_on_a_thread_when_asked():
