@@ -1,12 +1,10 @@
 """``RemoteEngine``: replies from a model served elsewhere, through the ``openai`` SDK.
 
 vLLM, Hugging Face TGI, ``transformers serve``, the llama.cpp server and Ollama all speak
-the OpenAI API, each with its own dialect for the sampling values the panel steers. The
-server's kind is detected (``--server-kind`` overrides it) and decides which values are
-sent, under which names, and which are not honoured (the panel and the CLI say so:
-nothing is dropped silently). Every honoured value is always sent, so the server's own
-defaults (vLLM applies the model's generation_config.json, Ollama sends temperature 1.0)
-never stand in for the panel's.
+the OpenAI API, each with its own dialect for the sampling values the panel steers: the
+server's kind (detected, or ``--server-kind``) decides which values are sent, under which
+names, and which are not honoured (``chatapp.engine.servers``). Every honoured value is
+always sent, so the server's own defaults never stand in for the panel's.
 
 Chat turns go to ``/v1/chat/completions`` (the server applies the model's template); the
 dialogue and raw formats go to ``/v1/completions`` with the prompt rendered here. Stop
@@ -36,6 +34,8 @@ from chatapp.engine.chat_format import (
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.servers import (
     KINDS,
+    TOP_LOGPROBS,
+    NoTokenizer,
     detect_kind,
     explain_error,
     get_json,
@@ -44,6 +44,7 @@ from chatapp.engine.servers import (
     no_such_model,
     request_fields,
     safe_url,
+    server_capabilities,
 )
 from chatapp.engine.stops import StopStringFilter
 from chatapp.engine.types import (
@@ -61,7 +62,6 @@ from chatapp.params import SamplingParams
 
 _END = object()  # the stream finished
 _STOPPED = object()  # stop() was called
-TOP_LOGPROBS = 10
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 300.0  # between two chunks of a stream (a long prefill on a busy server)
 
@@ -81,14 +81,6 @@ class _Request:
                 stream.close()
             except Exception:  # noqa: BLE001 - it may be closing already
                 pass
-
-
-class _NoTokenizer:
-    """Enough of a tokenizer for rendering the dialogue and raw formats as text: the
-    server adds its own BOS when it tokenises the prompt."""
-
-    bos_token = ""
-    chat_template = None
 
 
 class RemoteEngine:
@@ -173,26 +165,8 @@ class RemoteEngine:
     # -- what it is -----------------------------------------------------------------------
     @property
     def capabilities(self) -> Capabilities:
-        if self.kind.logprobs:
-            note = (
-                f"the final distribution {self.kind.label} sampled from (its top "
-                f"{TOP_LOGPROBS} log-probabilities); the stage-by-stage table is a local-"
-                "model feature"
-            )
-        else:
-            note = (
-                f"{self.kind.label} returns no log-probabilities, so the lens has nothing "
-                "to show for its replies (a local model shows every stage)"
-            )
-        return Capabilities(
-            kind=self.kind.name,
-            supported=self.kind.supported,
-            lens="logprobs" if self.kind.logprobs else "none",
-            lens_note=note,
-            replay=False,
-            what_if=False,
-            chat_formats=("turns", "dialogue", "raw"),
-        )
+        """What this server's kind honours, and what its lens can show."""
+        return server_capabilities(self.kind)
 
     @property
     def model_name(self) -> str:
@@ -357,7 +331,7 @@ class RemoteEngine:
                 messages=[{"role": m.role, "content": m.content} for m in plan.messages],
             )
         else:
-            prompt = render_prompt(_NoTokenizer(), plan.messages, self.chat_format, self.preamble)
+            prompt = render_prompt(NoTokenizer(), plan.messages, self.chat_format, self.preamble)
             request = partial(self.client.completions.create, prompt=prompt)
         running = self._open_stream(
             partial(request, model=self.model, stream=True, extra_body=extra, **fields)
@@ -417,7 +391,6 @@ class RemoteEngine:
             )
         return stats("length" if state["finish"] == "length" else "eos")
 
-    # -- errors -------------------------------------------------------------------------------
     def explain(self, exc: Exception) -> str:
         """One line that says what went wrong and what to do (never the API key)."""
         # Also while connecting, before the model, the models and the kind are known.

@@ -2,6 +2,10 @@
 values (``ServerKind``, ``request_fields``), how the kind is detected, the URL checks, the
 errors turned into one line, and a lens step from a server's log-probabilities.
 
+Nothing is dropped silently: a value a kind does not honour is reported by the panel and
+the CLI. vLLM would otherwise apply the model's generation_config.json and Ollama its own
+temperature, which is why every honoured value is always sent.
+
 Imports no torch and no transformers (an import-linter contract keeps it so)."""
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from chatapp.engine.types import Candidate, StepRecord
+from chatapp.engine.types import Candidate, Capabilities, StepRecord
 from chatapp.params import PARAMS, SamplingParams
 
+TOP_LOGPROBS = 10  # the log-probabilities a lens step asks the server for
 ALL_PARAMS = frozenset(spec.name for spec in PARAMS)
 # Honoured by every OpenAI-compatible server (do_sample off is sent as temperature 0).
 STANDARD = frozenset({"do_sample", "temperature", "top_p", "max_new_tokens", "seed"})
@@ -66,6 +71,30 @@ KINDS: dict[str, ServerKind] = {
 }
 
 
+def server_capabilities(kind: ServerKind) -> Capabilities:
+    """What an engine on a server of ``kind`` can do: its values, its lens."""
+    if kind.logprobs:
+        note = (
+            f"the final distribution {kind.label} sampled from (its top "
+            f"{TOP_LOGPROBS} log-probabilities); the stage-by-stage table is a local-"
+            "model feature"
+        )
+    else:
+        note = (
+            f"{kind.label} returns no log-probabilities, so the lens has nothing "
+            "to show for its replies (a local model shows every stage)"
+        )
+    return Capabilities(
+        kind=kind.name,
+        supported=kind.supported,
+        lens="logprobs" if kind.logprobs else "none",
+        lens_note=note,
+        replay=False,
+        what_if=False,
+        chat_formats=("turns", "dialogue", "raw"),
+    )
+
+
 def request_fields(
     kind: ServerKind, params: SamplingParams, seed: int | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,6 +139,14 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class NoTokenizer:
+    """Enough of a tokenizer for rendering the dialogue and raw formats as text: the
+    server adds its own BOS when it tokenises the prompt."""
+
+    bos_token = ""
+    chat_template = None
 
 
 def get_json(url: str) -> Any:
