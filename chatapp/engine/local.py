@@ -286,6 +286,12 @@ class LocalEngine:
         """Prompt ids in this engine's chat format."""
         return encode_prompt(self.tokenizer, messages, self.chat_format, self.preamble)
 
+    def prompt_ids(self, messages: Sequence[Message]) -> Any:
+        """Prompt ids as a 1 x n tensor on the model's device."""
+        import torch
+
+        return torch.tensor([self.encode(messages)], dtype=torch.long, device=self.model.device)
+
     def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan:
         """How the conversation fits the window (raises ``ContextTooLong``)."""
         return plan_context(self.encode, messages, params.max_new_tokens, self.context_window)
