@@ -188,14 +188,15 @@ def random_model_folder(folder: Any, tiny: bool = False, dtype: str = "bfloat16"
     import torch
     from transformers import AutoModelForCausalLM, GemmaConfig
 
-    from chatapp.engine.loading import _load_tokenizer, ensure_bundled_model
+    from chatapp.engine.bundled import ensure_bundled_model
+    from chatapp.engine.loading import load_tokenizer
 
     folder = Path(folder)
     if (folder / "config.json").exists():
         return folder
     carried = os.environ.get("CHATAPP_BENCH_TOKENIZER")
     bundled = Path(carried) if carried else ensure_bundled_model()
-    tokenizer = _load_tokenizer(str(bundled))
+    tokenizer = load_tokenizer(str(bundled))
     if tiny:
         config = GemmaConfig(
             vocab_size=len(tokenizer),

@@ -165,13 +165,9 @@ def main() -> None:
 
     from chatapp.engine import LocalEngine
     from chatapp.engine.closeness import closeness_ids, compare, next_token_logprobs
-    from chatapp.engine.loading import (
-        cpu_has_native_bf16,
-        fbgemm_reduce_range,
-        load_model,
-        run_as_auto,
-        silence_libraries,
-    )
+    from chatapp.engine.framework_internals import silence_libraries
+    from chatapp.engine.loading import load_model
+    from chatapp.engine.quantization import cpu_has_native_bf16, fbgemm_reduce_range, run_as_auto
 
     warnings.filterwarnings("ignore")
     silence_libraries()

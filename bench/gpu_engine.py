@@ -82,13 +82,13 @@ class Mode:
         config.min_new_tokens = new
         config.eos_token_id = None
         if self.engine.compiled:
-            config.compile_config = self.engine._compile_config
+            config.compile_config = self.engine.compile_config
         return config
 
     def _raw(self, ids, new: int) -> float:
         extra = {}
         if self.engine.compiled:  # the engine's own static cache: one compiled step for both
-            extra["past_key_values"] = self.engine._new_cache(for_generate=True)
+            extra["past_key_values"] = self.engine.kv_cache.new(for_generate=True)
         got, seconds = timed_generate(
             self.engine.model, ids, self._config(new), sync=self.sync, **extra
         )
@@ -228,7 +228,8 @@ def main() -> None:
 
     from chatapp.engine import LocalEngine
     from chatapp.engine.closeness import closeness_ids, compare, next_token_logprobs
-    from chatapp.engine.loading import auto_quant, silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
+    from chatapp.engine.quantization import auto_quant
 
     silence_libraries()
     warnings.filterwarnings("ignore")  # deprecations from inside generate, per call

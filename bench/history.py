@@ -212,7 +212,7 @@ def bench_saving(path: Path, rounds: int, tokens: int) -> None:
 
     from chatapp.conversation import ChatSession
     from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
     from chatapp.params import SamplingParams
     from chatapp.store import ChatStore
 

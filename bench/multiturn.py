@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import disable_eos  # noqa: E402
 
-# Every chatapp name this bench uses, here (the engine modules are being split).
+# Every chatapp name this bench uses, in one place.
 from chatapp.engine import LocalEngine, Message  # noqa: E402
-from chatapp.engine.loading import cpu_has_native_bf16, silence_libraries  # noqa: E402
+from chatapp.engine.framework_internals import silence_libraries  # noqa: E402
+from chatapp.engine.quantization import cpu_has_native_bf16  # noqa: E402
 from chatapp.params import SamplingParams  # noqa: E402
 
 TOPICS = [

@@ -82,7 +82,7 @@ def clients(url: str):
 
 def request(engine, tokens: int) -> tuple[object, dict, dict]:
     """The values, and the request fields and extra body chatapp sends for them."""
-    from chatapp.engine.remote import request_fields
+    from chatapp.engine.servers import request_fields
     from chatapp.params import SamplingParams
 
     params = SamplingParams(max_new_tokens=tokens, seed=11)
@@ -113,7 +113,7 @@ def bare_sdk(client, model: str, fields: dict, extra: dict) -> int:
 
 
 def chatapp_engine(engine, params) -> int:
-    from chatapp.engine.chat_format import Message
+    from chatapp.engine.types import Message
 
     pieces: list[str] = []
     engine.stream_reply([Message("user", MESSAGES[0]["content"])], params, pieces.append)

@@ -134,7 +134,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from chatapp.engine.loading import ensure_bundled_model
+    from chatapp.engine.bundled import ensure_bundled_model
 
     # The folder chatapp itself loads (the user cache, or $CHATAPP_CACHE_DIR's, which both
     # processes inherit): the plain script reads these same files.

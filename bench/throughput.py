@@ -99,7 +99,7 @@ def measure_throughput(args: argparse.Namespace) -> None:
     import torch
 
     from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
 
     silence_libraries()
     torch.set_num_threads(torch.get_num_threads())

@@ -306,7 +306,7 @@ def _part2_engine(model: str, quant: str, compile: bool, tokens: int):
     """The engine both sides use, and the values: every reply is exactly ``tokens`` long
     (no EOS, raw format, a fixed seed), after one full-size warm-up reply."""
     from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
 
     silence_libraries()
     engine = LocalEngine.load(model, quant=quant, compile=compile)

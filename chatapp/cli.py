@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chatapp import __version__, chats_cli, heap, timings
-from chatapp.engine.loading import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
+from chatapp.engine.quantization import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
 
 EXIT_USAGE = 2
@@ -221,10 +221,9 @@ def run_once(args: argparse.Namespace, params: SamplingParams) -> int:
     for advice in params.advice():
         print(f"chatapp: note: {advice.message}", file=sys.stderr)
 
-    from chatapp.engine.chat_format import Message
     from chatapp.engine.context import ContextTooLong
     from chatapp.engine.from_args import engine_from_args
-    from chatapp.engine.protocol import EngineError, ReplyInterrupted
+    from chatapp.engine.types import EngineError, Message, ReplyInterrupted
 
     def progress(message: str, fraction: float | None) -> None:
         print(f"chatapp: {message}…", file=sys.stderr, flush=True)

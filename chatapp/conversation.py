@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatapp import __version__
-from chatapp.engine.chat_format import Message
-from chatapp.engine.protocol import ReplyStats
+from chatapp.engine.types import Message, ReplyStats
 from chatapp.params import SPEC, SamplingParams
 from chatapp.store import ChatStore, ChatSummary
 

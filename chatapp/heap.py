@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from typing import Any
 
 _collections_at_pause: int | None = None  # set by pause()
 _collections_while_paused: int | None = None  # set when collecting resumes
@@ -51,7 +52,7 @@ def loaded() -> None:
         resume()
 
 
-def report() -> dict:
+def report() -> dict[str, Any]:
     """For ``CHATAPP_TIMINGS``: the collector's state, how many objects are frozen, and
     how many collections ran while it was paused (None: it was not)."""
     return {

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 MARKS: dict[str, float] = {"start": time.perf_counter()}
 
@@ -16,7 +17,7 @@ def mark(name: str) -> None:
     MARKS[name] = time.perf_counter()
 
 
-def report(collector: dict | None = None) -> None:
+def report(collector: dict[str, Any] | None = None) -> None:
     """The marks; with ``collector`` (chatapp.heap.report()) a ``TIMINGS-GC`` line too."""
     if os.environ.get("CHATAPP_TIMINGS") == "1":
         print("TIMINGS " + json.dumps(MARKS), file=sys.stderr, flush=True)

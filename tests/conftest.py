@@ -32,7 +32,7 @@ def engine():
     """The real bundled Gemma 3 270M on the CPU, loaded once, in the dtype a user gets
     here (bf16 where the CPU has native bf16, else float32)."""
     from chatapp.engine import LocalEngine
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
 
     silence_libraries()
     return LocalEngine.load("bundled", quant="none", dtype="auto")

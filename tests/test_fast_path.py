@@ -105,7 +105,7 @@ def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(ti
     # On CUDA the fast path asks generate to read each step's token a step late, with the
     # lens too (the app always passes a recorder): the flag is up on the generating
     # thread during such a reply only.
-    from chatapp.engine import local
+    from chatapp.engine import framework_internals as internals
 
     fast.defer_stop_check = True  # as on CUDA (here generate keeps its own check: a CPU)
     seen: dict[str, list[bool]] = {"plain": [], "lens": []}
@@ -113,26 +113,24 @@ def test_fast_path_compiles_streams_stops_reuses_the_cache_and_keeps_the_lens(ti
         fast.stream_reply(
             FIRST,
             GREEDY.replace(max_new_tokens=3),
-            lambda p, kind=kind: seen[kind].append(getattr(local._deferral, "on", False)),
+            lambda p, kind=kind: seen[kind].append(internals.stop_check_deferred()),
             lens=lens,
         )
     assert seen["plain"] and all(seen["plain"]) and seen["lens"] and all(seen["lens"])
-    assert getattr(local._deferral, "on", False) is False
+    assert internals.stop_check_deferred() is False
 
 
 def test_deferred_stop_check_widens_to_cuda_only_when_asked():
     import torch
     from transformers.generation.utils import DeferredStopCheck
 
-    from chatapp.engine import local
+    from chatapp.engine import framework_internals as internals
 
-    assert local._allow_deferred_stop_check()
+    assert internals.allow_deferred_stop_check()
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert not DeferredStopCheck.is_supported(cuda, None, False, False)
-    local._deferral.on = True
-    try:
+    with internals.deferred_stop_check(True):
         assert DeferredStopCheck.is_supported(cuda, None, False, False)
         assert not DeferredStopCheck.is_supported(cuda, None, False, True)  # an assistant
         assert not DeferredStopCheck.is_supported(cpu, None, False, False)
-    finally:
-        local._deferral.on = False
+    assert not internals.stop_check_deferred()

@@ -88,7 +88,7 @@ def test_lens_shows_the_distribution_generate_samples_from(request, case, which,
     quantized mode), that draw's."""
     import torch
 
-    from chatapp.engine import local, sampling
+    from chatapp.engine import generation, sampling
 
     engine = request.getfixturevalue(which)
     params, _ = CASES[case]
@@ -103,7 +103,7 @@ def test_lens_shows_the_distribution_generate_samples_from(request, case, which,
                 draws.append((scores.clone(), int(out[0].argmax())))
                 return out
 
-        monkeypatch.setattr(local, "DrawAmongSurvivors", Recorded)
+        monkeypatch.setattr(generation, "DrawAmongSurvivors", Recorded)
         recorded = engine.stream_reply(PROMPT, params, lens=recorder)
         assert [token for _, token in draws] == recorded.token_ids
         _assert_lens_matches(recorder, [scores for scores, _ in draws])
@@ -212,7 +212,7 @@ def test_lens_pairs_each_step_with_its_token_when_generate_hands_tokens_over_lat
     import torch
     from transformers.generation.utils import DeferredStopCheck
 
-    from chatapp.engine import local
+    from chatapp.engine import framework_internals as internals
 
     class HostEvent:
         def __init__(self, device=None, blocking=False) -> None:
@@ -225,7 +225,7 @@ def test_lens_pairs_each_step_with_its_token_when_generate_hands_tokens_over_lat
             pass
 
     def on_cpu_too(device, cache, cache_is_returned, is_assistant):
-        deferred = getattr(local._deferral, "on", False) and not is_assistant
+        deferred = internals.stop_check_deferred() and not is_assistant
         return deferred and (cache is None or cache.is_croppable or not cache_is_returned)
 
     monkeypatch.setattr(torch, "Event", HostEvent)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chatapp.engine.lens import Candidate, StepRecord
+from chatapp.engine.types import Candidate, StepRecord
 from chatapp.params import TUTORIAL_VALUES, SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import AssistantMessage

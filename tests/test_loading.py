@@ -14,13 +14,9 @@ from pathlib import Path
 import pytest
 
 from chatapp import paths
-from chatapp.engine.loading import (
-    ModelLoadError,
-    bundled_cache_is_complete,
-    classify_load_error,
-    ensure_bundled_model,
-    load_model,
-)
+from chatapp.engine.bundled import bundled_cache_is_complete, ensure_bundled_model
+from chatapp.engine.loading import classify_load_error, load_model
+from chatapp.engine.types import ModelLoadError
 
 
 @pytest.fixture
@@ -58,7 +54,7 @@ def test_cache_garbled_marker_is_incomplete(converted, tmp_path):
 def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     env = {**os.environ, "CHATAPP_CACHE_DIR": str(cache)}
-    code = "from chatapp.engine.loading import ensure_bundled_model; ensure_bundled_model()"
+    code = "from chatapp.engine.bundled import ensure_bundled_model; ensure_bundled_model()"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     models = cache / "models"
     deadline = time.time() + 120
@@ -139,7 +135,7 @@ def test_bad_quant_choice_is_rejected():
 
 
 def test_native_bf16_is_read_from_the_cpu_flags_and_a_held_back_onednn(tmp_path, monkeypatch):
-    from chatapp.engine.loading import cpu_has_native_bf16, fbgemm_reduce_range
+    from chatapp.engine.quantization import cpu_has_native_bf16, fbgemm_reduce_range
 
     avx512 = tmp_path / "avx512"
     avx512.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
@@ -167,7 +163,7 @@ def _as_transformers_writes_it(path) -> None:
 def test_the_compacted_tokenizer_json_is_the_same_tokenizer(converted, tmp_path):
     from tokenizers import Tokenizer
 
-    from chatapp.engine.loading import compact_tokenizer_json
+    from chatapp.engine.bundled import compact_tokenizer_json
 
     original = tmp_path / "tokenizer.json"
     shutil.copy(converted / "tokenizer.json", original)
@@ -219,7 +215,7 @@ def test_the_conversion_parses_the_gguf_file_once(tmp_path, monkeypatch):
     test above and by the first-run figures)."""
     import gguf
 
-    from chatapp.engine.loading import _one_gguf_reader
+    from chatapp.engine.framework_internals import one_gguf_reader_per_file
 
     opened = []
 
@@ -228,7 +224,7 @@ def test_the_conversion_parses_the_gguf_file_once(tmp_path, monkeypatch):
             opened.append((str(path), mode))
 
     monkeypatch.setattr(gguf, "GGUFReader", Reader)
-    with _one_gguf_reader():
+    with one_gguf_reader_per_file():
         first = gguf.GGUFReader(tmp_path / "a.gguf")
         assert gguf.GGUFReader(str(tmp_path / "a.gguf")) is first
         assert gguf.GGUFReader(tmp_path / "b.gguf") is not first

@@ -11,7 +11,9 @@ import pytest
 
 from chatapp.engine import Message
 from chatapp.engine.closeness import closeness_ids, compare
-from chatapp.engine.loading import ModelLoadError, auto_quant, load_model
+from chatapp.engine.loading import load_model
+from chatapp.engine.quantization import auto_quant
+from chatapp.engine.types import Int8Status, ModelLoadError
 from chatapp.params import SamplingParams
 
 pytestmark = pytest.mark.model
@@ -122,7 +124,7 @@ def test_ao_int8_without_torchao_is_one_clear_line():
 
 
 def test_auto_leaves_a_short_one_shot_reply_unquantized_on_the_cpu():
-    from chatapp.engine.loading import QUANT_PAYS_AFTER_TOKENS
+    from chatapp.engine.quantization import QUANT_PAYS_AFTER_TOKENS
 
     mode, reason = auto_quant(reply_tokens=8)
     assert mode == "none" and "longer to make than it saves" in reason
@@ -140,6 +142,7 @@ def test_a_reply_uses_the_float_weights_until_the_int8_copy_is_made_never_a_mix(
     int8.ready.clear()  # as while the copy is being made
     try:
         assert engine_int8.int8_pending and "making the int8 copy" in engine_int8.describe()
+        assert engine_int8.int8_status() == Int8Status(pending=True)
         pending = engine_int8.stream_reply(HELLO, GREEDY)
         assert not int8.on
         engine.reset()
@@ -149,6 +152,23 @@ def test_a_reply_uses_the_float_weights_until_the_int8_copy_is_made_never_a_mix(
     made = engine_int8.stream_reply(HELLO, GREEDY)
     assert int8.on and not engine_int8.int8_pending
     assert made.new_tokens > 0
+    # What the app asks when the copy is done: how long it took, or why it failed.
+    assert engine_int8.int8_status() == Int8Status(seconds=int8.seconds) and int8.seconds > 0
+    int8.error = RuntimeError("no memory for the int8 copy")
+    try:
+        assert engine_int8.int8_status() == Int8Status(
+            seconds=int8.seconds, error="no memory for the int8 copy"
+        )
+    finally:
+        int8.error = None
+
+
+def test_engines_without_an_int8_copy_report_nothing_pending(engine):
+    from chatapp.engine.fake import FakeTokenSource
+
+    assert engine.loaded.int8 is None
+    for source in (engine, FakeTokenSource()):
+        assert source.int8_status() == Int8Status()
 
 
 def test_the_int8_copy_is_made_on_a_thread_when_asked():
@@ -165,8 +185,8 @@ def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
     """--compile left unset: the fast path where it was measured faster (an H200), never
     on the CPU or for bitsandbytes; --compile / --no-compile decide it outright."""
     from chatapp.cli import build_parser
-    from chatapp.engine.loading import LoadedModel, auto_compile
-    from chatapp.engine.local import GPU_CHUNK, _first_chunk
+    from chatapp.engine.prefill import GPU_CHUNK, first_chunk
+    from chatapp.engine.quantization import LoadedModel, auto_compile
 
     def loaded(device: str, quant: str, model=None) -> LoadedModel:
         return LoadedModel(model, None, "m", quant, "bfloat16", device, 0.0)
@@ -197,7 +217,7 @@ def test_compile_auto_is_on_for_cuda_bf16_and_ao_int8_only_and_the_help_says_so(
     class OnGpu:  # a model on a GPU: generate evaluates a prompt in one pass, as raw does
         device = __import__("torch").device("cuda")
 
-    assert _first_chunk(OnGpu()) == GPU_CHUNK
+    assert first_chunk(OnGpu()) == GPU_CHUNK
 
 
 def test_auto_runs_bf16_decode_steps_outside_onednn_and_stays_close(engine, reference):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from chatapp.cli import main as cli_main
-from chatapp.engine.chat_format import Message
-from chatapp.engine.protocol import EngineError, ReplyInterrupted
-from chatapp.engine.remote import KINDS, RemoteEngine, http_warning, request_fields, safe_url
+from chatapp.engine.remote import RemoteEngine
+from chatapp.engine.servers import KINDS, http_warning, request_fields, safe_url
+from chatapp.engine.types import EngineError, Message, ReplyInterrupted
 from chatapp.params import SamplingParams
 from tests.openai_stub import StubServer
 from tests.serve_helper import free_port, start_transformers_serve, stop_server

@@ -17,7 +17,7 @@ import pytest
 from chatapp import paths
 from chatapp.cli import main as cli_main
 from chatapp.conversation import ChatSession, Conversation, load_export
-from chatapp.engine.protocol import ReplyStats
+from chatapp.engine.types import ReplyStats
 from chatapp.params import SamplingParams
 from chatapp.store import ChatStore
 from chatapp.store_migrations import MIGRATIONS, SCHEMA_VERSION

@@ -1,14 +1,9 @@
 """Generation engine: loads a model and streams replies. Knows nothing of the UI."""
 
-from chatapp.engine.chat_format import Message
-from chatapp.engine.loading import (
-    BUNDLED,
-    DEFAULT_GPU_MODEL,
-    LoadedModel,
-    ModelLoadError,
-    load_model,
-)
-from chatapp.engine.local import EngineBusy, LocalEngine, ReplyStats
+from chatapp.engine.loading import BUNDLED, DEFAULT_GPU_MODEL, load_model
+from chatapp.engine.local import LocalEngine
+from chatapp.engine.quantization import LoadedModel
+from chatapp.engine.types import EngineBusy, Message, ModelLoadError, ReplyStats
 
 __all__ = [
     "BUNDLED",

@@ -6,7 +6,7 @@ Three formats:
 - ``dialogue``: a plain-text conversation (a preamble with example exchanges, then
   ``User: …`` / ``Assistant: …`` lines) that a base model continues well; generation stops
   at ``\\nUser:`` or a blank line;
-- ``raw``: the text as it is, like the seed tutorial's ``tokenizer(prompt)`` cell; the
+- ``raw``: the text as it is, like the tutorial's ``tokenizer(prompt)`` cell; the
   conversation is one running text.
 
 An assistant message may carry the token ids the model generated for it: they are spliced
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
+from chatapp.engine.types import Message
+
 ChatFormat = Literal["turns", "dialogue", "raw"]
 CHAT_FORMATS: tuple[str, ...] = ("turns", "dialogue", "raw")
 
@@ -39,15 +39,6 @@ DIALOGUE_PREAMBLE = (
 # A new speaker line (the model may write it in lower case) or a blank line ends a reply.
 DIALOGUE_STOPS: tuple[str, ...] = ("\nUser:", "\nuser:", "\nAssistant:", "\n\n")
 _DIALOGUE_MARK = "chatapp dialogue format"
-
-
-@dataclass(frozen=True)
-class Message:
-    """One chat message; an assistant reply may keep the token ids it was generated as."""
-
-    role: Role
-    content: str
-    token_ids: tuple[int, ...] | None = None
 
 
 def _token_id(tokenizer: Any, token: str) -> int | None:

@@ -9,11 +9,9 @@ than whole greedy replies, because one near-tie early in a greedy reply sends ev
 token elsewhere and says little about the model.
 
 Bounds: an 8-bit mode must stay within ``MAX_KL_BITS`` and ``MIN_TOP1``; a 4-bit mode
-gives up more and is held to ``MAX_KL_BITS_4BIT`` and ``MIN_TOP1_4BIT``. Measured on the
-bundled Gemma 3 270M against bf16 on a 2-core AVX512-VNNI machine
-(``python bench/engine_modes.py``): bitsandbytes 8-bit 0.038 bits / 89% top-1,
-int8-dynamic 0.053 / 84% (0.17 / 75% where fbgemm must use 7-bit activations, without
-VNNI), nf4 0.36 / 64%. A crude 5-bit quantization with one scale per tensor fails both.
+gives up more and is held to ``MAX_KL_BITS_4BIT`` and ``MIN_TOP1_4BIT``. Each mode's
+figures on the bundled model come from ``python bench/engine_modes.py`` (see
+docs/performance.md); a crude 5-bit quantization with one scale per tensor fails both.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ MAX_KL_BITS, MIN_TOP1 = 0.2, 0.70
 MAX_KL_BITS_4BIT, MIN_TOP1_4BIT = 0.5, 0.55
 PREFIX = 32
 
-# English prose and the seed's Traditional Chinese, ~300 tokens with the bundled tokenizer.
+# English prose and the tutorial's Traditional Chinese, a few hundred tokens.
 CLOSENESS_TEXT = (
     "The sea is wide and deep, and the light on it changes every hour of the day. "
     "Fishermen read its colour the way others read a clock: grey at dawn, green by noon, "

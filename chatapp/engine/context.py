@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from chatapp.engine.chat_format import Message
+from chatapp.engine.types import Message
 
 MIN_REPLY_TOKENS = 1
 

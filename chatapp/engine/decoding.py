@@ -24,7 +24,7 @@ class IncrementalDecoder:
         self._read = 0  # ids before this are already emitted
 
     def _decode(self, ids: list[int]) -> str:
-        return self._tokenizer.decode(ids, skip_special_tokens=self._skip)
+        return str(self._tokenizer.decode(ids, skip_special_tokens=self._skip))
 
     def push(self, token_id: int) -> str:
         """Add one token; returns the new text it completes ('' if none yet)."""

@@ -16,11 +16,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatapp.engine.chat_format import Message
+from chatapp.engine.chat_format import ChatFormat
 from chatapp.engine.context import ContextPlan, plan_context
-from chatapp.engine.lens import Candidate, LensRecorder, StepRecord
-from chatapp.engine.local import EngineBusy
-from chatapp.engine.protocol import Capabilities, ReplyStats, describe_loaded
+from chatapp.engine.lens import LensRecorder
+from chatapp.engine.protocol import describe_loaded
+from chatapp.engine.types import (
+    NO_INT8_COPY,
+    Candidate,
+    Capabilities,
+    EngineBusy,
+    Int8Status,
+    Message,
+    ReplyStats,
+    StepRecord,
+)
 from chatapp.params import PARAMS, SamplingParams
 
 
@@ -76,7 +85,7 @@ class FakeTokenSource:
         self._resume = threading.Event()
         self.loaded = FakeLoaded()
         self.calls: list[tuple[list[Message], SamplingParams]] = []
-        self.chat_format = "turns"
+        self.chat_format: ChatFormat = "turns"
         self.preamble = ""
         self.context_window = 4096
         self.resets = 0
@@ -112,6 +121,10 @@ class FakeTokenSource:
     def reset(self) -> None:
         """Forget the conversation (the real engine frees its KV cache)."""
         self.resets += 1
+
+    def int8_status(self) -> Int8Status:
+        """The fake source makes no int8 copy: nothing pending."""
+        return NO_INT8_COPY
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         """One made-up token per word."""

@@ -6,12 +6,10 @@ quickly; the local model is imported only when it is the one asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from chatapp.engine.protocol import Engine
-
-ProgressFn = Callable[[str, "float | None"], None]
+from chatapp.engine.types import ProgressFn
 
 
 def engine_from_args(
@@ -34,7 +32,7 @@ def engine_from_args(
             context=args.context,
         )
     from chatapp.engine import LocalEngine
-    from chatapp.engine.loading import silence_libraries
+    from chatapp.engine.framework_internals import silence_libraries
 
     silence_libraries()
     return LocalEngine.load(

@@ -1,8 +1,8 @@
 """The probability lens: what each sampling stage did to the next-token table.
 
 The stages are the very ``LogitsProcessor`` objects transformers builds for a
-``GenerationConfig`` (``model._get_logits_processor``, the function ``generate`` itself
-calls), applied one at a time so each stage's distribution can be recorded.  While the
+``GenerationConfig`` (through the function ``generate`` itself calls, see
+``framework_internals.logits_processors``), applied one at a time so each stage's distribution can be recorded.  While the
 lens records, ``generate`` runs with every sampling option neutral and one processor,
 ``LensPipeline``, that applies those stages in order: the token is drawn from exactly
 the final distribution shown.
@@ -16,9 +16,10 @@ import time
 from collections import deque
 from typing import Any
 
-from chatapp.engine.protocol import Candidate, StepRecord
+from chatapp.engine import framework_internals as internals
+from chatapp.engine.types import Candidate, StepRecord
 
-__all__ = ["Candidate", "LensPipeline", "LensRecorder", "StepRecord", "analyze_step"]
+__all__ = ["LensPipeline", "LensRecorder", "analyze_step"]
 
 STAGE_NAMES = {
     "RepetitionPenaltyLogitsProcessor": "repetition_penalty",
@@ -40,21 +41,12 @@ def readable_token(tokenizer: Any, token_id: int) -> str:
     text = tokenizer.convert_ids_to_tokens(int(token_id))
     if text is None:
         return f"<{token_id}>"
-    return text.replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+    return str(text).replace("▁", "␣").replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
 
 
 def build_processors(model: Any, generation_config: Any, input_ids: Any) -> Any:
     """The logits processors ``generate`` would build for this config (same function)."""
-    config, _ = model._prepare_generation_config(generation_config)
-    import torch
-
-    return model._get_logits_processor(
-        generation_config=config,
-        input_ids_seq_length=input_ids.shape[-1],
-        encoder_input_ids=input_ids,
-        device=input_ids.device,
-        model_kwargs={"attention_mask": torch.ones_like(input_ids)},
-    )
+    return internals.logits_processors(model, generation_config, input_ids)
 
 
 def stage_name(processor: Any) -> str:

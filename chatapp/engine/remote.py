@@ -1,12 +1,10 @@
 """``RemoteEngine``: replies from a model served elsewhere, through the ``openai`` SDK.
 
 vLLM, Hugging Face TGI, ``transformers serve``, the llama.cpp server and Ollama all speak
-the OpenAI API, each with its own dialect for the sampling values the panel steers. The
-server's kind is detected (``--server-kind`` overrides it) and decides which values are
-sent, under which names, and which are not honoured (the panel and the CLI say so:
-nothing is dropped silently). Every honoured value is always sent, so the server's own
-defaults (vLLM applies the model's generation_config.json, Ollama sends temperature 1.0)
-never stand in for the panel's.
+the OpenAI API, each with its own dialect for the sampling values the panel steers: the
+server's kind (detected, or ``--server-kind``) decides which values are sent, under which
+names, and which are not honoured (``chatapp.engine.servers``). Every honoured value is
+always sent, so the server's own defaults never stand in for the panel's.
 
 Chat turns go to ``/v1/chat/completions`` (the server applies the model's template); the
 dialogue and raw formats go to ``/v1/completions`` with the prompt rendered here. Stop
@@ -17,133 +15,55 @@ Imports no torch and no transformers (an import-linter contract keeps it so).
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import math
 import os
 import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from chatapp.engine.chat_format import DIALOGUE_PREAMBLE, DIALOGUE_STOPS, Message, render_prompt
+from chatapp.engine.chat_format import (
+    DIALOGUE_PREAMBLE,
+    DIALOGUE_STOPS,
+    ChatFormat,
+    render_prompt,
+)
 from chatapp.engine.context import ContextPlan, plan_context
-from chatapp.engine.protocol import (
-    Candidate,
+from chatapp.engine.servers import (
+    KINDS,
+    TOP_LOGPROBS,
+    NoTokenizer,
+    detect_kind,
+    explain_error,
+    get_json,
+    http_warning,
+    logprob_steps,
+    no_such_model,
+    request_fields,
+    safe_url,
+    server_capabilities,
+)
+from chatapp.engine.stops import StopStringFilter
+from chatapp.engine.types import (
+    NO_INT8_COPY,
     Capabilities,
     EngineError,
     FinishReason,
+    Int8Status,
+    Message,
     ReplyInterrupted,
     ReplyStats,
     StepRecord,
 )
-from chatapp.engine.stops import StopStringFilter
-from chatapp.params import PARAMS, SamplingParams
+from chatapp.params import SamplingParams
 
 _END = object()  # the stream finished
 _STOPPED = object()  # stop() was called
-ALL_PARAMS = frozenset(spec.name for spec in PARAMS)
-# Honoured by every OpenAI-compatible server (do_sample off is sent as temperature 0).
-STANDARD = frozenset({"do_sample", "temperature", "top_p", "max_new_tokens", "seed"})
-TOP_LOGPROBS = 10
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 300.0  # between two chunks of a stream (a long prefill on a busy server)
-
-
-@dataclass(frozen=True)
-class ServerKind:
-    """One server's dialect: which of our values it honours, and their names there."""
-
-    name: str
-    label: str
-    extra: dict[str, str] = field(default_factory=dict)  # ours -> its top-level field
-    whole_config: bool = False  # the whole set as extra_body {"generation_config": json}
-    logprobs: bool = True  # returns top_logprobs in a stream
-    usage_option: bool = True  # accepts stream_options={"include_usage": true}
-
-    @property
-    def supported(self) -> frozenset[str]:
-        return ALL_PARAMS if self.whole_config else STANDARD | set(self.extra)
-
-
-KINDS: dict[str, ServerKind] = {
-    "vllm": ServerKind(
-        "vllm",
-        "vLLM",
-        {"top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty"},
-    ),
-    "tgi": ServerKind("tgi", "TGI", usage_option=False),
-    "transformers": ServerKind(
-        "transformers",
-        "transformers serve",
-        whole_config=True,
-        logprobs=False,
-        usage_option=False,
-    ),
-    "llamacpp": ServerKind(
-        "llamacpp",
-        "llama.cpp",
-        {
-            "top_k": "top_k",
-            "min_p": "min_p",
-            "typical_p": "typical_p",
-            "repetition_penalty": "repeat_penalty",
-        },
-    ),
-    "ollama": ServerKind("ollama", "Ollama", usage_option=False),  # its /v1 ignores top_k
-    "openai": ServerKind("openai", "an OpenAI-compatible server"),
-}
-
-
-def request_fields(
-    kind: ServerKind, params: SamplingParams, seed: int | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The request's standard fields and its ``extra_body`` for ``params`` on ``kind``."""
-    if kind.whole_config:
-        config = {k: v for k, v in params.to_dict().items() if v is not None and k != "seed"}
-        return ({"seed": seed} if seed is not None else {}), {
-            "generation_config": json.dumps(config)
-        }
-    fields: dict[str, Any] = {"max_tokens": params.max_new_tokens, "top_p": params.top_p}
-    fields["temperature"] = params.temperature if params.do_sample else 0.0
-    if seed is not None:
-        fields["seed"] = seed
-    extra = {theirs: getattr(params, ours) for ours, theirs in kind.extra.items()}
-    return fields, extra
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def http_warning(url: str) -> str | None:
-    """A warning for plain http to another machine (None for https or loopback)."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or is_loopback(parts.hostname):
-        return None
-    return (
-        f"Plain http to {parts.hostname}: your messages (and any API key) cross the network "
-        f"unencrypted. An SSH tunnel keeps them private: ssh -N -L 8000:localhost:"
-        f"{parts.port or 80} {parts.hostname}, then --server http://127.0.0.1:8000/v1"
-    )
-
-
-def safe_url(url: str) -> str:
-    """The URL without any user:password part (never shown, logged or saved)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class _Request:
@@ -163,14 +83,6 @@ class _Request:
                 pass
 
 
-class _NoTokenizer:
-    """Enough of a tokenizer for rendering the dialogue and raw formats as text: the
-    server adds its own BOS when it tokenises the prompt."""
-
-    bos_token = ""
-    chat_template = None
-
-
 class RemoteEngine:
     """An OpenAI-compatible server, behind the same ``Engine`` protocol as the local model."""
 
@@ -181,7 +93,7 @@ class RemoteEngine:
         model: str | None = None,
         kind: str | None = None,
         api_key_env: str | None = None,
-        chat_format: str = "turns",
+        chat_format: ChatFormat = "turns",
         context: int | None = None,
         timeout: float = READ_TIMEOUT,
     ) -> None:
@@ -198,7 +110,7 @@ class RemoteEngine:
         self.warnings = [w for w in (http_warning(self.base_url),) if w]
         self.timeout = timeout
         self.client = self._client()
-        self.chat_format = chat_format
+        self.chat_format: ChatFormat = chat_format
         self.preamble = DIALOGUE_PREAMBLE
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -213,7 +125,7 @@ class RemoteEngine:
                 f"The server at {safe_url(self.base_url)} lists no models; name one with --model"
             )
         if model and self.models and model not in self.models:
-            raise EngineError(self._no_such_model(model))
+            raise EngineError(no_such_model(self.base_url, model, self.models))
         window = info.get("window") or 0
         self.context_window = min(context, window) if (context and window) else (context or window)
         self.connect_seconds = time.perf_counter() - self._started
@@ -243,68 +155,18 @@ class RemoteEngine:
         kind = "vllm" if "vllm" in owners else "llamacpp" if "llamacpp" in owners else None
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         if kind is None:
-            kind = self._probe_paths(root) if detect else "openai"
+            kind = detect_kind(root) if detect else "openai"
         if kind == "llamacpp" and not window:
-            props = self._get_json(root + "/props")
+            props = get_json(root + "/props")
             settings = (props or {}).get("default_generation_settings", {})
             window = int(settings.get("n_ctx", 0) or 0)
         return {"models": models, "kind": kind, "window": window}
 
-    @staticmethod
-    def _get_json(url: str) -> Any:
-        """A probe: the JSON at ``url``, or None (not there, not JSON, unreachable)."""
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - http(s) only
-                return json.loads(response.read().decode("utf-8"))
-        except (OSError, ValueError, urllib.error.URLError):
-            return None
-
-    def _probe_paths(self, root: str) -> str:
-        """The kind, from what each server exposes besides the OpenAI API (FastAPI's
-        schema first: one request tells vLLM and transformers serve apart)."""
-        api = self._get_json(root + "/openapi.json")
-        paths = set(api.get("paths", {})) if isinstance(api, dict) else set()
-        if "/load_model" in paths:
-            return "transformers"
-        if "/tokenize" in paths and "/version" in paths:
-            return "vllm"
-        version = self._get_json(root + "/api/version")
-        if isinstance(version, dict) and "version" in version:
-            return "ollama"
-        info = self._get_json(root + "/info")
-        if isinstance(info, dict) and "model_id" in info:
-            return "tgi"
-        props = self._get_json(root + "/props")
-        if isinstance(props, dict) and "default_generation_settings" in props:
-            return "llamacpp"
-        return "openai"
-
     # -- what it is -----------------------------------------------------------------------
     @property
     def capabilities(self) -> Capabilities:
-        if self.kind.logprobs:
-            note = (
-                f"the final distribution {self.kind.label} sampled from (its top "
-                f"{TOP_LOGPROBS} log-probabilities); the stage-by-stage table is a local-"
-                "model feature"
-            )
-        else:
-            note = (
-                f"{self.kind.label} returns no log-probabilities, so the lens has nothing "
-                "to show for its replies (a local model shows every stage)"
-            )
-        return Capabilities(
-            kind=self.kind.name,
-            supported=self.kind.supported,
-            lens="logprobs" if self.kind.logprobs else "none",
-            lens_note=note,
-            replay=False,
-            what_if=False,
-            chat_formats=("turns", "dialogue", "raw"),
-        )
+        """What this server's kind honours, and what its lens can show."""
+        return server_capabilities(self.kind)
 
     @property
     def model_name(self) -> str:
@@ -373,6 +235,10 @@ class RemoteEngine:
     def reset(self) -> None:
         """Nothing is kept here between replies (the server keeps its own prefix cache)."""
 
+    def int8_status(self) -> Int8Status:
+        """A server makes no int8 copy here: nothing pending."""
+        return NO_INT8_COPY
+
     def what_if(self, *args: Any, **kwargs: Any) -> StepRecord:
         raise EngineError("What-if needs a local model (a server gives one distribution).")
 
@@ -430,7 +296,8 @@ class RemoteEngine:
         if self.kind.usage_option:
             fields["stream_options"] = {"include_usage": True}
         pieces: list[str] = []
-        state = {"first": None, "tokens": 0, "finish": None, "usage": None, "step": 0}
+        state: dict[str, Any] = {"first": None, "tokens": 0, "finish": None, "usage": None}
+        state["step"] = 0
 
         def emit(text: str) -> None:
             shown = stops.push(text)
@@ -464,7 +331,7 @@ class RemoteEngine:
                 messages=[{"role": m.role, "content": m.content} for m in plan.messages],
             )
         else:
-            prompt = render_prompt(_NoTokenizer(), plan.messages, self.chat_format, self.preamble)  # type: ignore[arg-type]
+            prompt = render_prompt(NoTokenizer(), plan.messages, self.chat_format, self.preamble)
             request = partial(self.client.completions.create, prompt=prompt)
         running = self._open_stream(
             partial(request, model=self.model, stream=True, extra_body=extra, **fields)
@@ -480,7 +347,9 @@ class RemoteEngine:
                     state["usage"] = chunk.usage
                 for choice in chunk.choices[:1]:
                     text = (choice.delta.content or "") if chat else (choice.text or "")
-                    steps = self._lens_steps(choice, chat, state) if want_logprobs else []
+                    steps = (
+                        logprob_steps(choice, chat, state, self.kind.label) if want_logprobs else []
+                    )
                     if text or steps:
                         if state["first"] is None:
                             state["first"] = time.perf_counter()
@@ -522,146 +391,9 @@ class RemoteEngine:
             )
         return stats("length" if state["finish"] == "length" else "eos")
 
-    def _lens_steps(self, choice: Any, chat: bool, state: dict[str, Any]) -> list[StepRecord]:
-        """One lens step per token of the chunk, from the server's top log-probabilities."""
-        logprobs = getattr(choice, "logprobs", None)
-        if logprobs is None:
-            return []
-        rows: list[tuple[str, float, list[tuple[str, float]]]] = []
-        if chat:
-            for entry in getattr(logprobs, "content", None) or []:
-                top = [(t.token, t.logprob) for t in (entry.top_logprobs or [])]
-                rows.append((entry.token, entry.logprob, top))
-        else:
-            tokens = getattr(logprobs, "tokens", None) or []
-            chosen = getattr(logprobs, "token_logprobs", None) or []
-            tops = getattr(logprobs, "top_logprobs", None) or []
-            for i, token in enumerate(tokens):
-                top = (
-                    sorted((tops[i] or {}).items(), key=lambda kv: -kv[1]) if i < len(tops) else []
-                )
-                rows.append((token, chosen[i] if i < len(chosen) else -math.inf, top))
-        steps = []
-        for token, logprob, top in rows:
-            steps.append(_logprob_step(state["step"], token, logprob, top, self.kind.label))
-            state["step"] += 1
-        return steps
-
-    # -- errors -------------------------------------------------------------------------------
-    def _no_such_model(self, model: str) -> str:
-        have = ", ".join(self.models[:10]) or "none"
-        return f"The server at {safe_url(self.base_url)} has no model {model!r}; it has: {have}"
-
     def explain(self, exc: Exception) -> str:
         """One line that says what went wrong and what to do (never the API key)."""
-        import openai
-
-        url = safe_url(self.base_url)
-        if isinstance(exc, openai.APITimeoutError):
-            return f"The server at {url} did not answer in time ({exc.__class__.__name__})."
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            text = str(cause).lower()
-            if (
-                "name or service not known" in text
-                or "nodename nor servname" in text
-                or ("getaddrinfo" in text)
-                or "name resolution" in text
-            ):
-                return f"Cannot reach {url}: the host name {urlsplit(url).hostname!r} is not known."
-            if "refused" in text:
-                return f"Cannot reach {url}: connection refused (is the server running, on that port?)."
-            if "ssl" in text or "certificate" in text or "tls" in text:
-                return f"Cannot reach {url}: the TLS handshake failed ({cause})."
-            return f"Cannot reach {url}: {cause}"
-        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-            if self.api_key_env:
-                return (
-                    f"The server at {url} refused the API key from ${self.api_key_env} "
-                    f"({exc.status_code})."
-                )
-            return (
-                f"The server at {url} wants an API key ({exc.status_code}): put it in an "
-                "environment variable and name it with --api-key-env (default OPENAI_API_KEY)."
-            )
-        if isinstance(exc, openai.NotFoundError):
-            return self._no_such_model(self.model)
-        if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-            detail = _detail(exc)
-            lower = detail.lower()
-            if "model" in lower and any(
-                w in lower for w in ("requested", "not found", "does not exist")
-            ):
-                return self._no_such_model(self.model)
-            names = [
-                n
-                for n in (
-                    *[s.name for s in PARAMS],
-                    *self.kind.extra.values(),
-                    "temperature",
-                    "top_p",
-                    "max_tokens",
-                    "seed",
-                    "logprobs",
-                    "top_logprobs",
-                    "stop",
-                    "generation_config",
-                )
-                if n in detail
-            ]
-            which = f" (parameter: {', '.join(dict.fromkeys(names))})" if names else ""
-            return f"The server rejected the request{which}: {detail}"
-        if isinstance(exc, openai.InternalServerError | openai.APIStatusError):
-            return (
-                f"The server at {url} failed ({getattr(exc, 'status_code', '?')}): {_detail(exc)}"
-            )
-        return f"The connection to {url} broke mid-reply ({exc.__class__.__name__}: {exc})."
-
-
-def _detail(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        for key in ("detail", "message", "error"):
-            value = body.get(key)
-            if isinstance(value, dict):
-                value = value.get("message")
-            if value:
-                return str(value)
-    return str(getattr(exc, "message", exc))
-
-
-def _logprob_step(
-    index: int, token: str, logprob: float, top: list[tuple[str, float]], label: str
-) -> StepRecord:
-    """A lens step from a server's log-probabilities: one column, the final distribution."""
-    ids: dict[str, int] = {}
-
-    def token_id(text: str) -> int:
-        return ids.setdefault(text, len(ids))
-
-    candidates = [
-        Candidate(token_id(t), _visible(t), [math.exp(lp)]) for t, lp in top if lp > -math.inf
-    ]
-    chosen = token_id(token)
-    if all(c.token_id != chosen for c in candidates):
-        candidates.append(Candidate(chosen, _visible(token), [math.exp(logprob)]))
-    probs = [c.probs[0] for c in candidates]
-    mass = sum(probs)
-    entropy = -sum(p * math.log2(p) for p in probs if p > 0)
-    return StepRecord(
-        index=index,
-        stages=["server"],
-        candidates=candidates,
-        survivors=[len(candidates)],
-        entropy_before=entropy,
-        entropy_after=entropy,
-        mass=[mass],
-        sampled_id=chosen,
-        sampled_prob=math.exp(logprob) if logprob > -math.inf else 0.0,
-        source=f"{label}'s final distribution (top {len(top)} log-probabilities; "
-        f"{mass * 100:.0f}% of the mass)",
-    )
-
-
-def _visible(token: str) -> str:
-    return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+        # Also while connecting, before the model, the models and the kind are known.
+        model, models = getattr(self, "model", ""), getattr(self, "models", [])
+        kind = getattr(self, "kind", None)
+        return explain_error(exc, self.base_url, model, models, self.api_key_env, kind)

@@ -1,14 +1,13 @@
 """Sampling over the tokens the stages left, not the whole vocabulary.
 
-After top-k, a few dozen of the 262,144 scores are finite, yet transformers'
-``TopPLogitsWarper`` sorts all of them (7 ms a token on a 2-core CPU) and ``generate``
-draws with ``torch.multinomial`` over all of them (another 7 ms): together about a third
-of a bf16 or int8 decode step there. ``SurvivorTopP`` is the same top-p filter computed
+After top-k, a few dozen of the vocabulary's scores are finite, yet transformers'
+``TopPLogitsWarper`` sorts all of them and ``generate`` draws with ``torch.multinomial``
+over all of them: on the CPU a large share of a decode step. ``SurvivorTopP`` is the same top-p filter computed
 over the finite scores only, and ``DrawAmongSurvivors`` draws from the softmax of the
 finite scores only; ``generate`` then runs greedy and takes the drawn token.
 
-The distribution a token is drawn from is the one the stages produce, exactly as before
-(the lens shows it). What changes is which token a given seed draws: the random numbers
+The distribution a token is drawn from is the one the stages produce, as with plain
+``generate`` (the lens shows it). What changes is which token a given seed draws: the random numbers
 are spent on the survivors, not on the whole vocabulary, so a seed gives other replies
 than plain ``generate`` with it. That is why only ``--quant auto`` samples this way on the
 CPU, and a mode named with ``--quant`` samples as plain transformers does.

@@ -219,7 +219,7 @@ class ChatApp(App[int]):
             engine.capabilities.supported, engine.capabilities.kind
         )
         for warning in engine.warnings:
-            self.notify(warning, title="Connection", severity="warning", timeout=15)
+            self.notify(warning, title="Engine", severity="warning", timeout=15)
         self.loader.ready(engine)
 
     def _engine_changed(self, engine: Engine) -> None:

@@ -8,7 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
 from chatapp.conversation import Conversation, ReplyVersion, Turn
-from chatapp.engine.lens import StepRecord
+from chatapp.engine.types import StepRecord
 from chatapp.tui.reply_text import ReplyText
 from chatapp.tui.textual_internals import LaidOutOnce
 

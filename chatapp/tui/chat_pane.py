@@ -17,10 +17,10 @@ from textual.message import Message as TextualMessage
 
 from chatapp import paths
 from chatapp.conversation import ChatSession
-from chatapp.engine.chat_format import Message
 from chatapp.engine.context import ContextTooLong
-from chatapp.engine.protocol import Engine, ReplyStats
+from chatapp.engine.protocol import Engine
 from chatapp.engine.request_queue import RequestQueue
+from chatapp.engine.types import Message, ReplyStats
 from chatapp.params import SamplingParams
 from chatapp.store import ChatStore
 from chatapp.tui.chat_log import AssistantMessage, ChatLog

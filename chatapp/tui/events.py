@@ -7,8 +7,7 @@ from typing import Any
 from textual.message import Message
 
 from chatapp.conversation import ReplyVersion
-from chatapp.engine.lens import StepRecord
-from chatapp.engine.protocol import ReplyStats
+from chatapp.engine.types import ReplyStats, StepRecord
 
 
 class EngineReady(Message):

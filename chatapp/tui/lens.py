@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.markup import escape
 from textual.widgets import Static
 
-from chatapp.engine.lens import StepRecord
+from chatapp.engine.types import StepRecord
 
 STAGE_TITLES = {
     "raw": "raw",

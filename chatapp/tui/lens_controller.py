@@ -14,8 +14,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from chatapp.conversation import ReplyVersion
-from chatapp.engine.chat_format import Message
 from chatapp.engine.protocol import Engine
+from chatapp.engine.types import Message
 from chatapp.params import SamplingParams
 from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.chat_pane import ChatPane

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 from textual.app import App
@@ -51,7 +50,7 @@ class ModelLoader:
     def ready(self, engine: Engine) -> None:
         """The engine is in use: freeze what loading made, warm up, watch the int8 copy."""
         self._engine = engine
-        if _int8_copy(engine).pending:
+        if engine.int8_status().pending:
             self._timer = self.host.set_interval(BACKGROUND_POLL, self._background_work_done)
         self.heap.freeze()
         threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
@@ -66,7 +65,7 @@ class ModelLoader:
     def _background_work_done(self) -> None:
         """Say so when the engine's background work (the int8 copy) is done."""
         assert self._engine is not None and self._timer is not None
-        work = _int8_copy(self._engine)
+        work = self._engine.int8_status()
         if work.pending:
             return
         self._timer.stop()
@@ -84,14 +83,3 @@ class ModelLoader:
 
     def end(self) -> None:
         self.heap.end()
-
-
-def _int8_copy(engine: Engine) -> Any:  # TEMPORARY until the engine split lands
-    if not getattr(engine, "int8_pending", False):
-        int8 = getattr(getattr(engine, "loaded", None), "int8", None)
-        return SimpleNamespace(
-            pending=False,
-            error=getattr(int8, "error", None),
-            seconds=getattr(int8, "seconds", 0.0),
-        )
-    return SimpleNamespace(pending=True, error=None, seconds=0.0)

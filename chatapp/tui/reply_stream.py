@@ -15,10 +15,10 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from chatapp.conversation import ChatSession, ReplyVersion
-from chatapp.engine.chat_format import Message
 from chatapp.engine.lens import LensRecorder
-from chatapp.engine.protocol import Engine, EngineError, ReplyInterrupted, ReplyStats
+from chatapp.engine.protocol import Engine
 from chatapp.engine.request_queue import RequestQueue
+from chatapp.engine.types import EngineError, Message, ReplyInterrupted, ReplyStats
 from chatapp.params import SamplingParams
 from chatapp.tui.chat_log import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatLog
 from chatapp.tui.events import ReplyFinished

@@ -1,0 +1,105 @@
+"""The lens recomputed for a finished reply: one step under other values (what-if), or
+every step from the reply's token ids (replay). Both run one forward pass over the prompt
+and the reply, so nothing needs to be kept from the original generation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chatapp.engine import framework_internals as internals
+from chatapp.engine.decoding import IncrementalDecoder
+from chatapp.engine.lens import add_sampled, analyze_step
+from chatapp.engine.model_parts import ModelParts
+from chatapp.engine.types import Message, StepRecord
+from chatapp.params import SamplingParams
+
+# Positions whose full-vocabulary logits are held at once during a replay.
+REPLAY_CHUNK = 64
+
+
+def what_if_step(
+    engine: ModelParts,
+    messages: Sequence[Message],
+    reply_ids: Sequence[int],
+    step: int,
+    params: SamplingParams,
+    top_n: int,
+    fitted_for: SamplingParams | None,
+) -> StepRecord:
+    """Step ``step`` of a finished reply under ``params``; the caller holds the engine."""
+    import torch
+
+    model, tokenizer = engine.model, engine.tokenizer
+    fitted = engine.plan(messages, fitted_for or params).prompt_ids
+    prompt = torch.tensor([fitted], dtype=torch.long, device=model.device)
+    prefix = torch.tensor([list(reply_ids[:step])], dtype=torch.long, device=prompt.device)
+    ids = torch.cat([prompt, prefix], dim=1)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
+        processors = engine.sampling_stages(engine.generation_config(params), ids)
+        _, record, logprobs = analyze_step(step, ids, logits, processors, tokenizer, top_n)
+        add_sampled(record, int(reply_ids[step]), logprobs, tokenizer)
+    record.what_if = params.summary()
+    return record
+
+
+def replay_steps(
+    engine: ModelParts,
+    messages: Sequence[Message],
+    token_ids: Sequence[int],
+    params: SamplingParams,
+    top_n: int,
+    text: str | None,
+) -> list[StepRecord]:
+    """Every step's table for a finished reply; the caller holds the engine."""
+    import torch
+
+    model, tokenizer = engine.model, engine.tokenizer
+    prompt = engine.plan(messages, params).prompt_ids  # as fitted to the window
+    reply = [int(t) for t in token_ids]
+    ids = torch.tensor([prompt + reply], dtype=torch.long, device=model.device)
+    first = len(prompt) - 1  # this position's logits give the reply's first token
+    processors = engine.sampling_stages(engine.generation_config(params), ids)
+    decoder = IncrementalDecoder(tokenizer)
+    steps: list[StepRecord] = []
+    cache = engine.kv_cache.new()
+    with torch.inference_mode(), internals.quiet():
+        position = 0
+        while position < first + len(reply):
+            stop = min(position + REPLAY_CHUNK, first if position < first else len(ids[0]) - 1)
+            out = model(
+                input_ids=ids[:, position:stop],
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=torch.arange(position, stop, device=ids.device),
+                logits_to_keep=0 if position >= first else 1,
+            )
+            if position >= first:
+                for row in range(stop - position):
+                    step = position + row - first
+                    _, record, kept = analyze_step(
+                        step,
+                        ids[:, : first + 1 + step],
+                        out.logits[:, row, :],
+                        processors,
+                        tokenizer,
+                        top_n,
+                    )
+                    add_sampled(record, reply[step], kept, tokenizer)
+                    record.piece = decoder.push(reply[step])
+                    steps.append(record)
+            position = stop
+    if steps:
+        steps[-1].piece += decoder.flush()
+    if text is not None:
+        clip_pieces(steps, len(text))
+    return steps
+
+
+def clip_pieces(steps: list[StepRecord], length: int) -> None:
+    """Cut the steps' pieces so that together they are ``length`` characters long."""
+    used = 0
+    for step in steps:
+        room = max(0, length - used)
+        step.piece = step.piece[:room]
+        used += len(step.piece)
