@@ -13,6 +13,7 @@ from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import SHOWN_AT_OPEN, AssistantMessage, ChatLog, UserMessage
 from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.lens import LensView
+from chatapp.tui.textual_internals import notifications
 from tests.tui_helpers import fake_app, ready, send, set_field, submit, wait_for
 
 
@@ -76,7 +77,7 @@ async def test_continue_puts_back_the_parameters_of_the_chat_s_last_reply():
         await pilot.pause(0.1)
         assert app.params.temperature == 1.3
         assert app.query_one("#param-temperature").value == "1.3"
-        assert any("last reply: T 1.3" in n.message for n in app._notifications)
+        assert any("last reply: T 1.3" in n for n in notifications(app))
         await send(pilot, "One more")
         assert source.calls[0][1].temperature == 1.3
     given = SamplingParams(temperature=0.2)
@@ -169,7 +170,7 @@ async def test_copy_puts_the_reply_and_its_last_code_block_on_the_clipboard():
         assert app.clipboard == "".join(reply)
         await pilot.press("shift+f9")
         assert app.clipboard == "print('hi')"
-        assert any("code block" in n.message for n in app._notifications)
+        assert any("code block" in n for n in notifications(app))
 
 
 async def test_a_long_chat_opens_with_its_newest_turns_and_shows_earlier_ones_on_request():
@@ -202,7 +203,7 @@ async def test_a_damaged_history_file_is_named_and_chatting_goes_on():
     app, source = fake_app(["still ", "here"])
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert any(str(path) in n.message for n in app._notifications)
+        assert any(str(path) in n for n in notifications(app))
         await send(pilot, "hello")
         assert app.query(AssistantMessage).last().text == "still here"
         screen = await _open_chats(pilot)
@@ -214,7 +215,7 @@ async def test_continue_with_no_saved_chat_says_so():
     app, _ = fake_app(["x"], continue_last=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert any("No saved chat" in n.message for n in app._notifications)
+        assert any("No saved chat" in n for n in notifications(app))
 
 
 def test_app_module_stays_small():

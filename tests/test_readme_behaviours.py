@@ -16,6 +16,7 @@ from chatapp.presets import PresetStore
 from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.launch import make_app
 from chatapp.tui.panel import ParamPanel
+from chatapp.tui.textual_internals import notifications
 from tests.tui_helpers import fake_app, ready, send, wait_for
 
 
@@ -155,7 +156,7 @@ async def test_theme_flag_chooses_the_theme_and_an_unknown_one_is_reported():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         assert app.theme == "chatapp-dark"
-        assert any("No theme named 'no-such-theme'" in n.message for n in app._notifications)
+        assert any("No theme named 'no-such-theme'" in n for n in notifications(app))
 
 
 async def test_system_and_preset_flags_shape_the_first_request():

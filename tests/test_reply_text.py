@@ -9,6 +9,7 @@ from chatapp.engine.fake import FakeTokenSource
 from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import AssistantMessage, ChatLog
+from chatapp.tui.textual_internals import watch_layouts
 from tests.tui_helpers import ready, send, shown_text, submit, wait_for
 
 # A reply with paragraphs, a list and a code block: 40 lines and more at 80x24.
@@ -152,16 +153,13 @@ async def test_a_growing_reply_costs_one_layout_per_growth():
         await ready(pilot)
         screen, chat = app.screen, app.query_one(ChatLog)
         layouts: Counter[int] = Counter()  # whole-screen layouts at each streaming height
-        original = screen._refresh_layout
 
-        def counting(size=None, scroll=False):
+        def counting(whole: bool) -> None:
             body = _body(app) if app.query(AssistantMessage) else None
-            whole = not (scroll and not screen._layout_widgets)
             if body is not None and body.streaming and whole and chat.show_vertical_scrollbar:
                 layouts[body.layout_height] += 1
-            return original(size, scroll)
 
-        screen._refresh_layout = counting
+        watch_layouts(screen, counting)
         await send(pilot, "go")
         growths = sorted(layouts)[1:]  # after the height the scrollbar appeared at
         assert len(growths) >= 4  # 300 lines at 80x24: several growths

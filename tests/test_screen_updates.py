@@ -4,14 +4,21 @@ whole screen (fake token source: the drawing, not the model, is under test)."""
 from __future__ import annotations
 
 import pytest
-from textual._compositor import Compositor
 
 from chatapp.engine.fake import FakeTokenSource
 from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.panel import ParamPanel
-from chatapp.tui.textual_internals import UpdateCompositor
+from chatapp.tui.reply_stream import ReplyStream
+from chatapp.tui.textual_internals import (
+    UpdateCompositor,
+    changes_pending,
+    compositor_of,
+    tell_the_screen_late,
+    watch_frames,
+    whole_frame,
+)
 from chatapp.tui.widgets import PromptBox
 from tests.tui_helpers import ready, send, update_pending, wait_for
 
@@ -30,14 +37,15 @@ async def _stream_and_count(size: tuple[int, int]) -> tuple[int, int, int, str]:
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         screen = app.screen
-        assert isinstance(screen._compositor, UpdateCompositor)
+        assert isinstance(compositor_of(screen), UpdateCompositor)
         in_partial = [False]
 
         def streaming() -> bool:
             replies = app.query(AssistantMessage)
-            return bool(replies) and replies.last().body.streaming and bool(app._reply_text)
+            stream = app.pane.stream
+            return bool(replies) and replies.last().body.streaming and bool(stream and stream.text)
 
-        compositor = screen._compositor
+        compositor = compositor_of(screen)
         partial = compositor.render_partial_update
 
         def counted_partial():
@@ -83,37 +91,22 @@ async def test_a_streamed_draw_does_not_render_the_widgets_it_does_not_change():
         assert full == 0, (size, full, partial)
 
 
-def test_the_textual_methods_it_overrides_still_exist():
-    """The overrides are of private Textual methods: a release that renames them would
-    leave the app drawing as before, slower, with nothing failing but this."""
-    assert callable(Compositor._get_renders)
-    assert callable(Compositor.render_partial_update)
-    assert callable(Compositor.reflow) and callable(Compositor.reflow_visible)
-    compositor = Compositor()
-    for name in ("_dirty_regions", "_visible_map", "_full_map", "_full_map_invalidated"):
-        assert hasattr(compositor, name), name
-
-
 class _Terminal:
     """A real VT emulator (pyte) fed what the app would write to the terminal: each
     update's escape sequences, as Textual's driver writes them."""
 
     def __init__(self, app, size: tuple[int, int]) -> None:
         import pyte
-        from textual._compositor import CompositorUpdate
 
         self.screen = pyte.Screen(*size)
         self.stream = pyte.Stream(self.screen)
         self.updates = 0
-        display = app._display
 
-        def written(screen, renderable) -> None:
-            if isinstance(renderable, CompositorUpdate) and not app._batch_count:
-                self.stream.feed(renderable.render_segments(app.console))
-                self.updates += 1
-            display(screen, renderable)
+        def written(frame: str) -> None:
+            self.stream.feed(frame)
+            self.updates += 1
 
-        app._display = written
+        watch_frames(app, written)
 
     def cells(self) -> list[list[tuple[str, str, str]]]:
         """Each cell's character and colours."""
@@ -125,9 +118,7 @@ def _whole_screen_cells(app, size: tuple[int, int]) -> list[list[tuple[str, str,
     import pyte
 
     screen = pyte.Screen(*size)
-    pyte.Stream(screen).feed(
-        app.screen._compositor.render_full_update().render_segments(app.console)
-    )
+    pyte.Stream(screen).feed(whole_frame(app))
     return _cells(screen)
 
 
@@ -156,9 +147,7 @@ async def test_the_terminal_shows_what_a_whole_redraw_would_mid_reply_and_after(
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         terminal = _Terminal(app, size)
-        terminal.stream.feed(
-            app.screen._compositor.render_full_update().render_segments(app.console)
-        )
+        terminal.stream.feed(whole_frame(app))
         app.query_one(PromptBox).cursor_blink = False
         await pilot.press(*"go", "enter")
         await wait_for(pilot, lambda: source.paused.is_set())
@@ -225,15 +214,24 @@ async def _lines_never_shown(pieces: list[str], size: tuple[int, int]) -> tuple[
     seen: set[int] = set()
     frames = [0]
     draws = {"last": -1, "unseen": 0}
-    show = app._show_streamed
+    show = ReplyStream._show_streamed
 
-    def shown(final: bool = False) -> None:
+    def shown(stream: ReplyStream, final: bool = False) -> None:
         if not final:
             draws["unseen"] += frames[0] == draws["last"]
             draws["last"] = frames[0]
-        show(final)
+        show(stream, final)
 
-    app._show_streamed = shown
+    ReplyStream._show_streamed = shown  # type: ignore[method-assign]
+    try:
+        return await _stream_watching(app, source, size, seen, frames, want, draws)
+    finally:
+        ReplyStream._show_streamed = show  # type: ignore[method-assign]
+
+
+async def _stream_watching(app, source, size, seen, frames, want, draws):
+    import re
+
     async with app.run_test(size=size) as pilot:
         await ready(pilot)
         terminal = _Terminal(app, size)
@@ -273,15 +271,9 @@ async def test_a_draw_waits_for_the_frame_even_when_the_reply_tells_the_screen_l
     moment: when the reply's came later, the callback came before the frame, and the next
     draw pushed lines out unseen (a race: 2 first runs of a process in 6 lost 5 lines).
     Here the reply tells the screen 0.1 s late (without the wait: 1 run in 2 failed)."""
-    import asyncio
-
     from chatapp.tui.reply_text import ReplyText
 
-    async def late(self, event) -> None:
-        await asyncio.sleep(0.1)
-        self._check_refresh()
-
-    monkeypatch.setattr(ReplyText, "_on_idle", late, raising=False)
+    tell_the_screen_late(ReplyText, 0.1, monkeypatch)
     for _ in range(2):
         missing, unseen_draws = await _lines_never_shown(_numbered_reply(700), (120, 40))
         assert unseen_draws == 0
@@ -297,13 +289,14 @@ async def test_a_draw_counts_as_shown_only_once_its_change_reached_the_screen():
         await ready(pilot)
         await pilot.press(*"go", "enter")
         await wait_for(pilot, lambda: source.paused.is_set())
-        await wait_for(pilot, lambda: not app._draw_unpainted)
-        body = app._reply_widget.body
+        stream = app.pane.stream
+        await wait_for(pilot, lambda: not stream.draw_pending)
+        body = stream.reply.body
         body.refresh()  # as a draw does; the reply tells the screen at its idle moment
-        app._draw_unpainted = True
-        app._draw_painted()  # Textual's callback, come early
-        assert app._draw_unpainted
-        await wait_for(pilot, lambda: not app._draw_unpainted)
-        assert not body._repaint_required
+        stream._draw_unpainted = True
+        stream._draw_painted()  # Textual's callback, come early
+        assert stream.draw_pending
+        await wait_for(pilot, lambda: not stream.draw_pending)
+        assert not changes_pending(app.screen, [body])
         source.resume()
         await wait_for(pilot, lambda: app.replies_done == 1)

@@ -14,6 +14,7 @@ from chatapp.presets import PresetStore
 from chatapp.tui.app import ChatApp
 from chatapp.tui.chat_log import AssistantMessage, ChatLog, UserMessage
 from chatapp.tui.panel import ParamPanel
+from chatapp.tui.textual_internals import notifications, watch_layouts
 from chatapp.tui.widgets import PromptBox
 from tests.tui_helpers import (
     assert_streamed,
@@ -73,7 +74,7 @@ async def test_send_waits_for_the_model_to_load():
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert not app.query(UserMessage)
-        assert any("still loading" in n.message for n in app._notifications)
+        assert any("still loading" in n for n in notifications(app))
         gate.set()
         await ready(pilot)
         assert not app.query_one("#loading").display
@@ -135,8 +136,7 @@ async def test_a_new_status_text_is_drawn_without_laying_the_screen_out():
         await pilot.pause(0.2)
         screen = app.screen
         layouts = []
-        refresh_layout = screen._refresh_layout
-        screen._refresh_layout = lambda *a, **k: (layouts.append(k), refresh_layout(*a, **k))
+        watch_layouts(screen, layouts.append)
         app.set_status("Generating (a status line long enough to change its width) · Esc")
         await wait_for(pilot, lambda: not update_pending(app))
         await pilot.pause(0.1)
@@ -156,7 +156,7 @@ async def test_model_that_cannot_load_says_so_where_the_user_looks():
         await wait_for(pilot, lambda: app.load_error is not None)
         await pilot.pause(0.05)
         assert "could not load" in str(app.query_one("#loading-text").render())
-        assert any("No model at" in n.message for n in app._notifications)
+        assert any("No model at" in n for n in notifications(app))
 
 
 async def test_escape_stops_the_reply_and_keeps_partial_text():
@@ -353,7 +353,7 @@ async def test_overwrite_asks_first_and_builtins_are_protected():
         assert PresetStore().get("mine").params.top_k == 7
         app.preset_dialogs.save_as("Greedy", app.params)
         await pilot.pause(0.05)
-        assert any("built-in" in n.message for n in app._notifications)
+        assert any("built-in" in n for n in notifications(app))
 
 
 async def test_preset_from_command_line_is_applied():
@@ -372,7 +372,7 @@ async def test_corrupt_preset_file_is_reported_kept_and_backed_up_on_save():
     app, _ = fake_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        notes = [n.message for n in app._notifications]
+        notes = [n for n in notifications(app)]
         assert any(str(path) in n and "could not be read" in n for n in notes)
         assert path.read_text() == "this is [not toml"
         app.preset_dialogs.save_as("fresh", app.params)
@@ -390,7 +390,7 @@ async def test_theme_switch_is_remembered_and_broken_theme_skipped():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         assert app.theme == "chatapp-dark"
-        assert sum("broken.toml" in n.message for n in app._notifications) == 1
+        assert sum("broken.toml" in n for n in notifications(app)) == 1
         assert "broken" not in app.available_themes
         app.theme = "chatapp-light"
         await pilot.pause(0.1)
@@ -503,7 +503,7 @@ async def test_a_message_too_long_for_the_window_is_refused_and_kept_in_the_box(
         await pilot.pause(0.1)
         assert source.calls == [] and not app.query(UserMessage)
         assert app.query_one("#prompt").text.startswith("word word")
-        assert any("30-token context window" in n.message for n in app._notifications)
+        assert any("30-token context window" in n for n in notifications(app))
 
 
 async def test_escape_right_after_enter_is_not_lost():

@@ -283,8 +283,8 @@ class ChatApp(App[int]):
     def _reply_started(self, event: ChatPane.ReplyStarted) -> None:
         # A steady cursor while a reply streams: each blink repaints the message box.
         prompt = self.query_one(PromptBox)
-        if prompt.cursor_blink:
-            self._blink_after_reply, prompt.cursor_blink = True, False
+        if sum(pane.streaming for pane in self.panes) == 1:  # the first of those streaming
+            self._blink_after_reply, prompt.cursor_blink = prompt.cursor_blink, False
         self.lens.reply_started()
 
     @on(ChatPane.ReplyEnded)

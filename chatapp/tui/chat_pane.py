@@ -237,6 +237,9 @@ class ChatPane(Vertical):
         for widget in self.log.query(".message"):
             widget.set_class(widget.turn_index < stats.left_out, "-left-out")
 
+    def on_unmount(self) -> None:
+        self.keep_partial_reply()
+
     def keep_partial_reply(self) -> None:
         """However the app ends, a reply still generating is asked to stop, and what it
         streamed so far is kept, marked stopped."""

@@ -9,7 +9,7 @@ rest of the app uses public APIs only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -41,12 +41,17 @@ PRIVATE_NAMES: list[tuple[Any, str]] = [
     (Compositor, "_full_map_invalidated"),
     (Screen, "_compositor"),
     (App, "_batch_count"),
+    (App, "_display"),
+    (App, "_notifications"),
+    (Screen, "_refresh_layout"),
+    (Screen, "_layout_widgets"),
     (Screen, "_dirty_widgets"),
     (Widget, "_size_updated"),
     (Widget, "_layout_required"),
     (Widget, "_repaint_required"),
     (Widget, "_scroll_required"),
     (Widget, "_bindings"),
+    (Widget, "_check_refresh"),
     (Input, "_on_key"),
     (TextArea, "_on_key"),
 ]
@@ -228,6 +233,61 @@ def screen_update_pending(app: App[Any]) -> bool:
         or screen._compositor._dirty_regions
         or app._batch_count
     )
+
+
+# -- for tests and benchmarks: what reaches the terminal -------------------------------
+def compositor_of(screen: Screen) -> Compositor:
+    """The compositor that draws ``screen``."""
+    return screen._compositor
+
+
+def whole_frame(app: App[Any]) -> str:
+    """The escape sequences that would draw the app's screen whole, in one update."""
+    return str(app.screen._compositor.render_full_update().render_segments(app.console))
+
+
+def watch_frames(app: App[Any], seen: Callable[[str], None]) -> None:
+    """Call ``seen`` with each screen update's escape sequences, as the terminal driver
+    gets them (updates held back by a batch are not written, so not seen)."""
+    from textual._compositor import CompositorUpdate
+
+    display = app._display
+
+    def written(screen: Screen, renderable: Any) -> None:
+        if isinstance(renderable, CompositorUpdate) and not app._batch_count:
+            seen(renderable.render_segments(app.console))
+        display(screen, renderable)
+
+    app._display = written  # type: ignore[method-assign]
+
+
+def notifications(app: App[Any]) -> list[str]:
+    """The messages of the notifications the app is showing."""
+    return [notification.message for notification in app._notifications]
+
+
+def watch_layouts(screen: Screen, seen: Callable[[bool], None]) -> None:
+    """Call ``seen`` at each layout of ``screen``: True for a layout of the whole screen,
+    False for one that only arranges the visible widgets after a scroll."""
+    refresh_layout = screen._refresh_layout
+
+    def counting(size: Any = None, scroll: bool = False) -> None:
+        seen(not (scroll and not screen._layout_widgets))
+        refresh_layout(size, scroll)
+
+    screen._refresh_layout = counting  # type: ignore[method-assign]
+
+
+def tell_the_screen_late(widget_class: type[Widget], seconds: float, monkeypatch: Any) -> None:
+    """Make widgets of ``widget_class`` tell their screen of a change ``seconds`` late (a
+    busy moment), with pytest's ``monkeypatch``, which undoes it after the test."""
+    import asyncio
+
+    async def late(widget: Widget, event: events.Idle) -> None:
+        await asyncio.sleep(seconds)
+        widget._check_refresh()
+
+    monkeypatch.setattr(widget_class, "_on_idle", late, raising=False)
 
 
 # -- keys -----------------------------------------------------------------------------
