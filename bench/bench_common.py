@@ -36,6 +36,9 @@ def rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+MARKERS = "QZXJVK"  # keys typed while a reply streams: never in a reply or the chrome
+
+
 def disable_eos(engine: Any) -> None:
     """Every reply of ``engine`` runs to max_new_tokens: its generation configs (for the
     values asked, the lens's neutral one included) carry no EOS."""

@@ -337,7 +337,7 @@ def main() -> None:
             flush=True,
         )
         if name in args.app_modes.split(","):
-            from ui_stream import real_model
+            from ui_app_vs_engine import real_model
 
             row["app_engine"] = real_model(
                 args.tokens, args.app_runs, str(folder), quant, compile=bool(fast)

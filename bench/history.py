@@ -153,8 +153,7 @@ def bench_open(path: Path) -> None:
     """In a pseudo-terminal (120x40): Ctrl+O, Enter on the newest chat (500 messages),
     timed to the frame that shows its last message; then keys typed in the message box,
     each timed from the write to the frame that shows it (as bench/ui_stream.py does)."""
-    from bench_common import PtyChild
-    from ui_stream import ANSI, MARKERS
+    from bench_common import ANSI, MARKERS, PtyChild
 
     child = PtyChild(
         [sys.executable, __file__, "--child"], {**os.environ, "CHATAPP_DATA_DIR": str(path.parent)}

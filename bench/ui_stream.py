@@ -3,7 +3,7 @@ whether typing stays responsive.
 
     python bench/ui_stream.py              # parts 1-3
     python bench/ui_stream.py --no-real    # part 1 only (fake source)
-    python bench/ui_stream.py --only-real --model FOLDER --quant MODE [--compile]  # GPU box
+    python bench/ui_stream.py --only-real --model FOLDER --quant MODE [--compile]  # part 2
 
 Part 1 runs the app in a child process on a pseudo-terminal (the real terminal driver, so
 every frame is written as it would be to a user's terminal). A fake source streams a
@@ -19,12 +19,12 @@ last: in the other runs the last 100 come while keys are typed, and count typing
     the first half (streaming alone) and the second (with the keys typed);
   - the UI thread's CPU time per token over the first 100 and the last 100 tokens (the
     target is on the run with no keys typed).
-Part 3 pastes a 7,800-character message into the app with the real bundled model: Enter
-to the message and to "Generating" on screen, and keypress latency during the prefill.
-Part 2 runs the real model headless in the app and directly through the engine,
-alternating and rotating the order, and compares tokens/s from Enter to the last token
-drawn with the engine's own request-to-last-token rate. Ends with one line:
-``app/engine tokens/s ratio: R``.
+Part 3 (bench/ui_long_prompt.py) pastes a 7,800-character message into the app with the
+real bundled model: Enter to the message and to "Generating" on screen, and keypress
+latency during the prefill. Part 2 (bench/ui_app_vs_engine.py) runs the app and the
+engine alone, each in a child process on a terminal, on the same model and values with no
+KV reuse, alternating, and compares their tokens/s from the request to the reply's end on
+the terminal. Ends with one line: ``app/engine tokens/s ratio: R``.
 Targets: every token drawn while streaming (0 repairs); UI thread <= 5% of a core at a
 CPU model's pace and <= 15% at 500 tok/s; keypress <= 50 ms; cost per token flat (last
 100 within 1.1x of the first 100); long prompt: message and Generating within 200 ms,
@@ -49,13 +49,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import (  # noqa: E402
     ANSI,
-    TUTORIAL_PROMPT,
+    MARKERS,
     PtyChild,
-    disable_eos,
-    tutorial_params,
 )
-
-MARKERS = "QZXJVK"  # typed while streaming: never part of the reply or the redrawn chrome
 
 
 def reply_pieces(tokens: int) -> list[str]:
@@ -298,248 +294,6 @@ def run_in_terminal(
     return summary
 
 
-# -- part 2: the real model, app vs engine, both on a pseudo-terminal -----------------------
-END_MARK = "REPLY-END"
-
-
-def _part2_engine(model: str, quant: str, compile: bool, tokens: int):
-    """The engine both sides use, and the values: every reply is exactly ``tokens`` long
-    (no EOS, raw format, a fixed seed), after one full-size warm-up reply."""
-    from chatapp.engine import LocalEngine, Message
-    from chatapp.engine.framework_internals import silence_libraries
-
-    silence_libraries()
-    engine = LocalEngine.load(model, quant=quant, compile=compile)
-    disable_eos(engine)
-    engine.chat_format = "raw"  # no dialogue stop strings either
-    params = tutorial_params(max_new_tokens=tokens, seed=0)
-    engine.stream_reply([Message("user", TUTORIAL_PROMPT)], params)  # warm-up
-    return engine, params
-
-
-def direct_child(model: str, quant: str, compile: bool, tokens: int) -> None:
-    """The engine alone on the terminal: each line read is a request; the reply is
-    written to the terminal piece by piece as it comes, then END_MARK."""
-    from chatapp.engine import Message
-
-    engine, params = _part2_engine(model, quant, compile, tokens)
-    print("READY", flush=True)
-    for _ in sys.stdin:
-        engine.reset()  # the same full prefill as the app's new chat
-
-        def show(piece: str) -> None:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-
-        stats = engine.stream_reply([Message("user", TUTORIAL_PROMPT)], params, show)
-        sys.stdout.write(f"\n{END_MARK} {stats.new_tokens}\n")
-        sys.stdout.flush()
-
-
-def app_child(model: str, quant: str, compile: bool, tokens: int) -> None:
-    """The real app on the terminal, on the same engine and values."""
-    from chatapp.tui.app import ChatApp
-
-    engine, params = _part2_engine(model, quant, compile, tokens)
-    ChatApp(lambda progress: engine, params).run()
-
-
-class _Pair:
-    """The two children on their terminals; whichever is not being timed is read too,
-    so that its terminal never fills up and blocks it."""
-
-    def __init__(self, children: dict[str, PtyChild]) -> None:
-        self.children = children
-
-    def plain(self, name: str, start: int) -> str:
-        data = bytes(self.children[name].buffer[start:])
-        return ANSI.sub(b"", data).decode("utf-8", "replace")
-
-    def wait_for(self, name: str, needle: str, start: int, timeout: float) -> float:
-        """The moment ``needle`` arrived in ``name``'s terminal output after ``start``."""
-        import select
-
-        deadline = time.perf_counter() + timeout
-        primaries = {child.primary: child for child in self.children.values()}
-        while time.perf_counter() < deadline:
-            ready, _, _ = select.select(list(primaries), [], [], 0.05)
-            now = time.perf_counter()
-            for fd in ready:
-                primaries[fd].read(0)
-            if needle in self.plain(name, start):
-                return now
-        raise SystemExit(f"ui_stream part 2: {name} never showed {needle!r}")
-
-    def settle(self, seconds: float) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            for child in self.children.values():
-                child.read(0.01)
-
-
-def real_model(
-    tokens: int, runs: int, model: str = "bundled", quant: str = "none", compile: bool = False
-) -> float:
-    """The app against the engine alone, both in a child process on a pseudo-terminal,
-    both on the same engine and values with no reuse (the app starts a new chat, the
-    engine resets), each timed from the request (Enter; a line) to the reply's end on the
-    terminal (the app's "Done" status, drawn after the last token; the engine's end mark,
-    written after the last token). Alternating, the order rotated each round."""
-    data = Path(tempfile.mkdtemp(prefix="ui-stream-"))
-    env = {
-        **os.environ,
-        "CHATAPP_CONFIG_DIR": str(data / "config"),
-        "CHATAPP_DATA_DIR": str(data / "data"),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(ROOT),
-    }
-    spec = [model, quant, "1" if compile else "0", str(tokens)]
-    me = [sys.executable, str(Path(__file__).resolve())]
-    pair = _Pair(
-        {
-            "engine": PtyChild([*me, "--direct-child", *spec], env),
-            "app": PtyChild([*me, "--app-child", *spec], env),
-        }
-    )
-    pair.wait_for("engine", "READY", 0, 600)
-    pair.wait_for("app", "Ready", 0, 600)
-    pair.settle(1.0)
-    rates: dict[str, list[float]] = {"engine": [], "app": []}
-
-    def direct() -> None:
-        child = pair.children["engine"]
-        start = len(child.buffer)
-        sent = time.perf_counter()
-        child.write(b"\n")
-        ended = pair.wait_for("engine", END_MARK, start, 600)
-        rates["engine"].append(tokens / (ended - sent))
-
-    def in_app() -> None:
-        child = pair.children["app"]
-        start = len(child.buffer)
-        child.write(b"\x0e")  # Ctrl+N: a new chat, so the engine prefills it all
-        pair.wait_for("app", "New chat", start, 30)
-        child.write(b"\x1b[200~" + TUTORIAL_PROMPT.encode() + b"\x1b[201~")
-        pair.settle(0.5)
-        start = len(child.buffer)
-        sent = time.perf_counter()
-        child.write(b"\r")
-        ended = pair.wait_for("app", f"Done · {tokens} tokens", start, 600)
-        rates["app"].append(tokens / (ended - sent))
-        pair.settle(0.3)
-
-    order = [direct, in_app]
-    for i in range(runs):
-        for fn in order[i % 2 :] + order[: i % 2]:  # rotate the order each round
-            fn()
-    pair.children["app"].write(b"\x11")
-    for child in pair.children.values():
-        try:
-            child.proc.terminate()
-            child.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-    a, e = statistics.median(rates["app"]), statistics.median(rates["engine"])
-    print(
-        f"part 2: {model} ({quant}), {tokens} tokens, {runs} runs each on a terminal "
-        "(alternating, order rotated), no reuse on either side"
-    )
-    print(
-        f"engine alone    median {e:.2f} tok/s request to end mark  "
-        f"(runs: {', '.join(f'{r:.1f}' for r in rates['engine'])})"
-    )
-    print(
-        f"in the app      median {a:.2f} tok/s Enter to 'Done' drawn  "
-        f"(runs: {', '.join(f'{r:.1f}' for r in rates['app'])})"
-    )
-    print(f"ratio app/engine {a / e:.3f} (target >= 0.97)")
-    return a / e
-
-
-# -- part 3: a long pasted prompt, the real model --------------------------------------------
-def long_prompt(chars: int = 7800) -> dict:
-    """Paste a ``chars``-character message into the real app (bundled model, 120x40) and
-    press Enter: how long until the message and the Generating status are on screen, and
-    the keypress-to-frame latency while the model reads the prompt."""
-    sentence = "The harbour wakes slowly and the boats go out one by one. "
-    body = (sentence * (chars // len(sentence) + 1))[: chars - 7] + "ENDMARK"
-    data = Path(tempfile.mkdtemp())
-    env = {
-        **os.environ,
-        "CHATAPP_CONFIG_DIR": str(data / "config"),
-        "CHATAPP_DATA_DIR": str(data / "data"),
-        "HF_HUB_OFFLINE": "1",
-    }
-    child = PtyChild(
-        [sys.executable, "-m", "chatapp", "--model", "bundled", "--quant", "none"],
-        env,
-        rows=40,
-        cols=120,
-    )
-
-    def plain(start: int) -> str:
-        return ANSI.sub(b"", bytes(child.buffer[start:])).decode("utf-8", "replace")
-
-    def wait_for(needle: str, start: int, timeout: float) -> float | None:
-        began = time.perf_counter()
-        while time.perf_counter() - began < timeout:
-            child.read(0.002)
-            if needle in plain(start):
-                return time.perf_counter()
-        return None
-
-    if wait_for("Ready", 0, 120) is None:
-        child.proc.kill()
-        raise SystemExit("the app did not become ready")
-    child.write(b"\x1b[200~" + body.encode() + b"\x1b[201~")
-    time.sleep(1.5)
-    while child.read(0.1):
-        pass
-    offset = len(child.buffer)
-    enter = time.perf_counter()
-    child.write(b"\r")
-    generating = wait_for("Generating", offset, 30)
-    shown = wait_for("ENDMARK", offset, 30)
-    latencies = []
-    first_token_deadline = time.perf_counter() + 60
-    key_index = 0
-    while time.perf_counter() < first_token_deadline:
-        if "tok/s" in plain(offset):  # the reply ended: the prefill is long over
-            break
-        key = MARKERS[key_index % len(MARKERS)]
-        key_index += 1
-        at, sent = len(child.buffer), time.perf_counter()
-        child.write(key.encode())
-        got = wait_for(key, at, 5)
-        if got is not None:
-            latencies.append(got - sent)
-        time.sleep(0.1)
-        if key_index >= 30:
-            break
-    child.write(b"\x11")
-    try:
-        child.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        child.proc.kill()
-    result = {
-        "message_ms": (shown - enter) * 1000 if shown else float("nan"),
-        "generating_ms": (generating - enter) * 1000 if generating else float("nan"),
-        "latencies": latencies,
-    }
-    print(f"long prompt: a pasted {chars}-character message, the real bundled model (120x40)")
-    print(
-        f"Enter to the message on screen {result['message_ms']:.0f} ms, to 'Generating' "
-        f"{result['generating_ms']:.0f} ms (target <= 200 ms)"
-    )
-    if latencies:
-        print(
-            f"keypress-to-frame latency while it reads the prompt: median "
-            f"{statistics.median(latencies) * 1000:.0f} ms, worst {max(latencies) * 1000:.0f} ms "
-            f"over {len(latencies)} keys (target <= 100 ms)"
-        )
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -561,13 +315,7 @@ def main() -> None:
         "then 80x24 at 100 tok/s for 1,000 tokens with no keys typed)",
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--direct-child", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--app-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for child, run in ((args.direct_child, direct_child), (args.app_child, app_child)):
-        if child:
-            run(child[0], child[1], child[2] == "1", int(child[3]))
-            return
     if args.child:
         child_app(int(args.child[0]), float(args.child[1]), args.child[2])
         return
@@ -590,9 +338,13 @@ def main() -> None:
             )
             print()
     if not args.no_real and not args.no_long_prompt:
+        from ui_long_prompt import long_prompt
+
         long_prompt()
         print()
     if not args.no_real:
+        from ui_app_vs_engine import real_model
+
         ratio = real_model(args.real_tokens, args.runs, args.model, args.quant, args.compile)
         print(f"app/engine tokens/s ratio: {ratio:.3f}")
 
