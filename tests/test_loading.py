@@ -24,13 +24,13 @@ from chatapp.engine.loading import (
 
 
 @pytest.fixture
-def converted(engine):
-    """The complete converted cache folder (made by the session's engine)."""
-    folder = paths.bundled_model_dir()
-    assert bundled_cache_is_complete(folder)
-    return folder
+def converted(bundled_folder):
+    """The complete converted cache folder (converted once for the session)."""
+    assert bundled_cache_is_complete(bundled_folder)
+    return bundled_folder
 
 
+@pytest.mark.model
 def test_cache_missing_marker_is_incomplete(converted, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(converted, copy)
@@ -39,6 +39,7 @@ def test_cache_missing_marker_is_incomplete(converted, tmp_path):
     assert not bundled_cache_is_complete(copy)
 
 
+@pytest.mark.model
 def test_cache_truncated_weights_are_incomplete(converted, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(converted, copy)
@@ -47,6 +48,7 @@ def test_cache_truncated_weights_are_incomplete(converted, tmp_path):
     assert not bundled_cache_is_complete(copy)
 
 
+@pytest.mark.model
 def test_cache_garbled_marker_is_incomplete(converted, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(converted, copy)
@@ -164,6 +166,7 @@ def _as_transformers_writes_it(path) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
+@pytest.mark.model
 def test_the_compacted_tokenizer_json_is_the_same_tokenizer(converted, tmp_path):
     from tokenizers import Tokenizer
 
@@ -193,6 +196,7 @@ def test_the_compacted_tokenizer_json_is_the_same_tokenizer(converted, tmp_path)
     assert not compact_tokenizer_json(original)  # already compact: left alone
 
 
+@pytest.mark.model
 def test_a_cache_from_an_earlier_chatapp_is_upgraded_in_place(converted, tmp_path, monkeypatch):
     monkeypatch.setenv("CHATAPP_CACHE_DIR", str(tmp_path / "cache"))
     target = paths.bundled_model_dir()
