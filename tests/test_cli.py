@@ -186,7 +186,9 @@ def test_dtype_and_quant_flags_load_the_model_that_way(
         return engine
 
     monkeypatch.setattr(LocalEngine, "load", load)
-    code = main(["--model", "bundled", "--prompt", "Hi", "--max-new-tokens", "2", "--stats", *flags])
+    code = main(
+        ["--model", "bundled", "--prompt", "Hi", "--max-new-tokens", "2", "--stats", *flags]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert loads == [("bundled", *asked)]
