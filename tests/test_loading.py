@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chatapp import paths
+from chatapp.engine import loading
 from chatapp.engine.loading import (
     ModelLoadError,
     bundled_cache_is_complete,
@@ -57,7 +58,7 @@ def test_cache_garbled_marker_is_incomplete(converted, tmp_path):
 
 
 @pytest.mark.model
-def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch):
+def test_conversion_killed_midway_is_rebuilt_never_loaded(bundled_folder, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     env = {**os.environ, "CHATAPP_CACHE_DIR": str(cache)}
     code = "from chatapp.engine.loading import ensure_bundled_model; ensure_bundled_model()"
@@ -79,8 +80,22 @@ def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch)
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.safetensors").write_bytes(b"half")
     monkeypatch.setenv("CHATAPP_CACHE_DIR", str(cache))
+    # The rebuild gets the files the session's conversion made, linked (or copied): one
+    # conversion per run is enough to know the conversion works.
+    converted = []
+
+    def convert(work: Path, progress) -> None:
+        converted.append(work)
+        for file in bundled_folder.iterdir():
+            try:
+                os.link(file, work / file.name)
+            except OSError:  # another file system
+                shutil.copy2(file, work / file.name)
+
+    monkeypatch.setattr(loading, "_convert_bundled", convert)
     stages = []
     folder = ensure_bundled_model(lambda message, fraction: stages.append(message))
+    assert len(converted) == 1 and converted[0].name.startswith(".gemma3-270m.partial-")
     assert folder == target
     assert bundled_cache_is_complete(folder)
     assert any("half-written" in s for s in stages)
