@@ -242,18 +242,22 @@ def wait_for_output(child: PtyChild, needle: bytes, timeout: float) -> None:
         child.read(0.2)
 
 
-def quit_the_app(how: str, when: str, env: dict[str, str]) -> dict[str, Any]:
+def quit_the_app(
+    how: str, when: str, env: dict[str, str], command: list[str] | None = None
+) -> dict[str, Any]:
     """Start the real app (the bundled model, 80x24, a pseudo-terminal), send a message,
     and quit it by ``how`` (ctrl+q, sigint or sigterm) ``when`` idle (after the reply) or
     mid-reply (3 s into a 400-token one). Returns the seconds from the key or signal to
     the process's end (read every 10 ms), its exit code, and whether the terminal's own
-    screen was restored after it. ``env`` holds its config and data folders."""
+    screen was restored after it. ``env`` holds its config and data folders; ``command``
+    starts another app that takes chatapp's arguments (the tests' fake engine)."""
     import signal
     import subprocess
     import sys
     import time
 
-    args = [sys.executable, "-m", "chatapp", "--model", "bundled", "--quant", "none"]
+    args = command or [sys.executable, "-m", "chatapp"]
+    args = [*args, "--model", "bundled", "--quant", "none"]
     tokens = "8" if when == "idle" else "400"
     args += ["--raw", "--max-new-tokens", tokens, "--seed", "5"]
     child = PtyChild(args, env, rows=24, cols=80)

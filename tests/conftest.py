@@ -1,4 +1,6 @@
-"""Shared fixtures: private config/cache folders and one loaded bundled model per session."""
+"""Shared fixtures: private config/cache folders, and each kind of loaded bundled model once
+per session. A test that loads the bundled model must be marked ``model``: ``pytest -m
+"not model"`` is the quick run, and a test that loads it unmarked fails here."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+UNMARKED_LOAD = "a test not marked model loads the bundled model"
+
 
 @pytest.fixture(autouse=True)
 def private_config(tmp_path, monkeypatch):
@@ -28,18 +32,68 @@ def private_config(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def engine():
-    """The real bundled Gemma 3 270M on the CPU, loaded once, in the dtype a user gets
-    here (bf16 where the CPU has native bf16, else float32)."""
-    from chatapp.engine import LocalEngine
+def no_model_cache(tmp_path_factory) -> Path:
+    """A cache folder where the bundled model can be neither found nor converted: its
+    ``models`` is a file, so a process that tries names this folder in its error."""
+    cache = tmp_path_factory.mktemp("cache") / UNMARKED_LOAD.replace(" ", "-")
+    cache.mkdir()
+    (cache / "models").write_text(UNMARKED_LOAD + "; mark it @pytest.mark.model\n")
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def model_only_where_marked(request, monkeypatch, no_model_cache):
+    """A test not marked ``model`` that loads the bundled model fails, in this process
+    (where the bundled folder is asked for) or in one it starts (an unusable cache)."""
+    if request.node.get_closest_marker("model"):
+        yield
+        return
+    from chatapp import paths
+
+    asked: list[str] = []
+
+    def refuse() -> Path:
+        asked.append(request.node.nodeid)
+        raise RuntimeError(f"{UNMARKED_LOAD}: mark it @pytest.mark.model")
+
+    monkeypatch.setattr(paths, "bundled_model_dir", refuse)
+    monkeypatch.setenv("CHATAPP_CACHE_DIR", str(no_model_cache))
+    yield
+    if asked:
+        pytest.fail(f"{UNMARKED_LOAD}: mark it @pytest.mark.model", pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail before its fixtures load a model: an unmarked test asking for a loaded one."""
+    if "bundled_folder" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+        "model"
+    ):
+        pytest.fail(f"{UNMARKED_LOAD} (through its fixtures): mark it @pytest.mark.model")
+
+
+@pytest.fixture(scope="session")
+def bundled_folder() -> Path:
+    """The converted bundled model's folder, converted at most once per run (every
+    fixture that loads the model asks for it first)."""
+    from chatapp.engine.bundled import ensure_bundled_model
     from chatapp.engine.framework_internals import silence_libraries
 
     silence_libraries()
+    return ensure_bundled_model()
+
+
+@pytest.fixture(scope="session")
+def engine(bundled_folder):
+    """The real bundled Gemma 3 270M on the CPU, loaded once, in the dtype a user gets
+    here (bf16 where the CPU has native bf16, else float32)."""
+    from chatapp.engine import LocalEngine
+
     return LocalEngine.load("bundled", quant="none", dtype="auto")
 
 
 @pytest.fixture(scope="session")
-def engine32(engine):
+def engine32(bundled_folder):
     """The same weights in float32, where reused and fresh KV agree to the last bits that
     matter (bf16 rounds logits to steps of 0.125, so a near-tie can flip)."""
     from chatapp.engine import LocalEngine
@@ -48,9 +102,25 @@ def engine32(engine):
 
 
 @pytest.fixture(scope="session")
-def engine_int8(engine):
+def engine_int8(bundled_folder):
     """The bundled model in the CPU's fast mode: int8-dynamic, loaded as --quant auto (the
     default) loads it on the CPU."""
     from chatapp.engine import LocalEngine
 
     return LocalEngine.load("bundled", quant="auto")
+
+
+@pytest.fixture(scope="session")
+def engine_8bit(bundled_folder):
+    """The bundled model with bitsandbytes' 8-bit weights (--quant 8bit)."""
+    from chatapp.engine import LocalEngine
+
+    return LocalEngine.load("bundled", quant="8bit")
+
+
+@pytest.fixture(scope="session")
+def engine_4bit(bundled_folder):
+    """The bundled model with bitsandbytes' 4-bit weights (--quant 4bit)."""
+    from chatapp.engine import LocalEngine
+
+    return LocalEngine.load("bundled", quant="4bit")

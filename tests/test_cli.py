@@ -113,7 +113,7 @@ def test_help_params_prints_the_tutorial_table_in_chinese(capsys):
 
 
 @pytest.mark.model
-def test_one_shot_loads_with_the_collector_paused_then_freezes_the_loaded_heap():
+def test_one_shot_loads_with_the_collector_paused_then_freezes_the_loaded_heap(bundled_folder):
     """No garbage collection while torch, transformers and the model load, then the loaded
     heap frozen out of later collections, which resume before the reply (chatapp/heap.py
     says why)."""
@@ -153,7 +153,7 @@ def test_offline_uncached_model_suggests_bundled(tmp_path):
 
 
 @pytest.mark.model
-def test_prompt_streams_a_reply_offline(engine):
+def test_prompt_streams_a_reply_offline(bundled_folder):
     result = run_cli(
         "--model",
         "bundled",
@@ -172,7 +172,7 @@ def test_prompt_streams_a_reply_offline(engine):
 
 
 @pytest.mark.model
-def test_prompt_from_stdin_and_greedy_advice(engine):
+def test_prompt_from_stdin_and_greedy_advice(bundled_folder):
     result = run_cli(
         "--model",
         "bundled",
@@ -191,8 +191,10 @@ def test_prompt_from_stdin_and_greedy_advice(engine):
 
 
 @pytest.mark.model
-def test_ctrl_c_mid_reply_exits_130(engine):
+def test_ctrl_c_mid_reply_exits_130(bundled_folder):
+    import select
     import signal
+    import time
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatapp", "--model", "bundled", "--raw"]
@@ -205,7 +207,14 @@ def test_ctrl_c_mid_reply_exits_130(engine):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        first = proc.stdout.read(1)  # the reply has started streaming
+        # The reply has started streaming once a visible character is out: its first
+        # token may be a space alone.
+        first = b""
+        deadline = time.monotonic() + 120
+        while not first.strip() and proc.poll() is None and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                first += os.read(proc.stdout.fileno(), 4096)
+        first = first.decode("utf-8", errors="replace")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -217,16 +226,33 @@ def test_ctrl_c_mid_reply_exits_130(engine):
 
 @pytest.mark.model
 @pytest.mark.parametrize(
-    "flags,loaded",
+    "flags,asked,loaded,session_engine",
     [
-        (["--dtype", "float32", "--quant", "none"], "(none, float32, cpu)"),
-        (["--quant", "8bit"], "(8bit, "),
+        (["--dtype", "float32", "--quant", "none"], ("none", "float32"), "(none, float32, cpu)",
+         "engine32"),
+        (["--quant", "8bit"], ("8bit", "auto"), "(8bit, ", "engine_8bit"),
     ],
     ids=["float32", "8bit"],
-)
-def test_dtype_and_quant_flags_load_the_model_that_way(engine, flags, loaded):
-    result = run_cli(
-        "--model", "bundled", "--prompt", "Hi", "--max-new-tokens", "2", "--stats", *flags
+)  # fmt: skip
+def test_dtype_and_quant_flags_load_the_model_that_way(
+    request, capsys, monkeypatch, flags, asked, loaded, session_engine
+):
+    """In this process: the session's engine, loaded with the arguments the flags must
+    give, stands in for a load of its own."""
+    from chatapp.engine import LocalEngine
+
+    engine = request.getfixturevalue(session_engine)
+    loads = []
+
+    def load(name, quant="auto", dtype="auto", **options):
+        loads.append((name, quant, dtype))
+        return engine
+
+    monkeypatch.setattr(LocalEngine, "load", load)
+    code = main(
+        ["--model", "bundled", "--prompt", "Hi", "--max-new-tokens", "2", "--stats", *flags]
     )
-    assert result.returncode == 0, result.stderr
-    assert f"model bundled {loaded}" in result.stderr or loaded in result.stderr
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert loads == [("bundled", *asked)]
+    assert f"model bundled {loaded}" in err

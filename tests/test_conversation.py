@@ -19,6 +19,7 @@ from chatapp.engine.chat_format import (
 )
 from chatapp.engine.context import ContextTooLong
 from chatapp.params import TUTORIAL_VALUES, SamplingParams
+from tests.kv_reuse import least_kv_reuse
 
 pytestmark = pytest.mark.model
 
@@ -69,22 +70,27 @@ def test_reusing_the_kv_cache_gives_the_same_tokens(engine32, params):
     reuse = LocalEngine(engine32.loaded)
     fresh = LocalEngine(engine32.loaded)
     fresh.reuse_cache = False
-    reused_counts = []
+    requests = []  # (messages sent, what came back), in order
     original = reuse._generate
 
-    def counting(*args, **kwargs):
-        stats = original(*args, **kwargs)
-        reused_counts.append((stats.reused_tokens, stats.prompt_tokens))
+    def counting(messages, *args, **kwargs):
+        stats = original(messages, *args, **kwargs)
+        requests.append((list(messages), stats))
         return stats
 
     reuse._generate = counting  # type: ignore[method-assign]
     with_reuse = _converse(reuse, params)
     without = _converse(fresh, params)
     assert with_reuse == without
-    # Every request after the first reused the cache for all but the new tokens; the
-    # regenerate reused its whole prompt but the last token.
+    reused_counts = [(stats.reused_tokens, stats.prompt_tokens) for _, stats in requests]
+    # Every request after the first reused the cache for all but the new turn's tokens
+    # (and the template's around it); the regenerate reused its whole prompt but the last
+    # token.
     assert reused_counts[0][0] == 0
-    assert all(reused > 0 for reused, _ in reused_counts[1:]), reused_counts
+    for turn, (messages, stats) in enumerate(requests[1:], start=1):
+        if turn != 3:
+            least = least_kv_reuse(reuse, messages, requests[turn - 1][1].token_ids)
+            assert stats.reused_tokens >= least > 0, (turn, least, reused_counts)
     regenerate = reused_counts[3]
     assert regenerate[0] == regenerate[1] - 1, reused_counts
 
@@ -123,6 +129,33 @@ def test_the_window_leaves_out_the_oldest_turns_and_says_so(engine):
     stats = small.stream_reply(messages, params)
     assert stats.left_out == plan.left_out and stats.window == 360
     assert stats.prompt_tokens == plan.used
+
+
+def test_the_window_leaves_out_the_fewest_turns_that_make_room(engine):
+    """For each window size: with the turns the plan leaves out, the prompt and the reply
+    fit; had it kept one more (the newest of those it left out), they would not have."""
+    messages = [Message("system", "Be brief.")]
+    for i, words in enumerate([30, 6, 22, 14, 40, 9, 18]):
+        messages += [Message("user", f"{i}: " + "waves and tides " * words)]
+        messages += [Message("assistant", "The sea. " * (1 + i % 3))]
+    messages.append(Message("user", "Newest question: name a fish."))
+    reply = 8
+    checked = 0
+    for window in range(200, len(LocalEngine(engine.loaded).encode(messages)) + reply, 15):
+        small = LocalEngine(engine.loaded, context=window)
+        try:
+            plan = small.plan(messages, GREEDY.replace(max_new_tokens=reply))
+        except ContextTooLong:
+            continue
+        if plan.clipped or plan.left_out == 0:
+            continue
+        kept = messages[:1] + messages[1 + 2 * plan.left_out :]
+        assert plan.messages == kept
+        assert len(small.encode(kept)) + reply <= window
+        one_more = messages[:1] + messages[1 + 2 * (plan.left_out - 1) :]
+        assert len(small.encode(one_more)) + reply > window, (window, plan.left_out)
+        checked += 1
+    assert checked >= 5, checked
 
 
 def test_max_new_tokens_is_clipped_to_the_room_left(engine):

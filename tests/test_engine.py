@@ -203,10 +203,8 @@ def test_system_prompt_folds_into_first_user_turn(engine):
 
 
 @pytest.mark.parametrize("quant", ["8bit", "4bit"])
-def test_quantized_loads_generate_text(engine, quant):
-    from chatapp.engine import LocalEngine
-
-    quantized = LocalEngine.load("bundled", quant=quant)
+def test_quantized_loads_generate_text(request, quant):
+    quantized = request.getfixturevalue(f"engine_{quant}")
     stats = quantized.stream_reply(HELLO, GREEDY.replace(max_new_tokens=6))
     assert quantized.loaded.quant == quant
     assert stats.new_tokens > 0 and stats.text.strip()

@@ -29,7 +29,7 @@ FIRST = [Message("user", "使用繁體中文回答，請問什麼是大型語言
 
 
 @pytest.fixture(scope="module")
-def tiny_gemma(engine, tmp_path_factory):
+def tiny_gemma(bundled_folder, tmp_path_factory):
     return random_model_folder(tmp_path_factory.mktemp("tiny") / "gemma", tiny=True)
 
 

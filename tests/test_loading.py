@@ -14,19 +14,20 @@ from pathlib import Path
 import pytest
 
 from chatapp import paths
+from chatapp.engine import bundled
 from chatapp.engine.bundled import bundled_cache_is_complete, ensure_bundled_model
 from chatapp.engine.loading import classify_load_error, load_model
 from chatapp.engine.types import ModelLoadError
 
 
 @pytest.fixture
-def converted(engine):
-    """The complete converted cache folder (made by the session's engine)."""
-    folder = paths.bundled_model_dir()
-    assert bundled_cache_is_complete(folder)
-    return folder
+def converted(bundled_folder):
+    """The complete converted cache folder (converted once for the session)."""
+    assert bundled_cache_is_complete(bundled_folder)
+    return bundled_folder
 
 
+@pytest.mark.model
 def test_cache_missing_marker_is_incomplete(converted, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(converted, copy)
@@ -35,6 +36,7 @@ def test_cache_missing_marker_is_incomplete(converted, tmp_path):
     assert not bundled_cache_is_complete(copy)
 
 
+@pytest.mark.model
 def test_cache_truncated_weights_are_incomplete(converted, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(converted, copy)
@@ -43,6 +45,7 @@ def test_cache_truncated_weights_are_incomplete(converted, tmp_path):
     assert not bundled_cache_is_complete(copy)
 
 
+@pytest.mark.model
 def test_cache_garbled_marker_is_incomplete(converted, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(converted, copy)
@@ -51,7 +54,7 @@ def test_cache_garbled_marker_is_incomplete(converted, tmp_path):
 
 
 @pytest.mark.model
-def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch):
+def test_conversion_killed_midway_is_rebuilt_never_loaded(bundled_folder, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     env = {**os.environ, "CHATAPP_CACHE_DIR": str(cache)}
     code = "from chatapp.engine.bundled import ensure_bundled_model; ensure_bundled_model()"
@@ -73,8 +76,22 @@ def test_conversion_killed_midway_is_rebuilt_never_loaded(tmp_path, monkeypatch)
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.safetensors").write_bytes(b"half")
     monkeypatch.setenv("CHATAPP_CACHE_DIR", str(cache))
+    # The rebuild gets the files the session's conversion made, linked (or copied): one
+    # conversion per run is enough to know the conversion works.
+    converted = []
+
+    def convert(work: Path, progress) -> None:
+        converted.append(work)
+        for file in bundled_folder.iterdir():
+            try:
+                os.link(file, work / file.name)
+            except OSError:  # another file system
+                shutil.copy2(file, work / file.name)
+
+    monkeypatch.setattr(bundled, "_convert_bundled", convert)
     stages = []
     folder = ensure_bundled_model(lambda message, fraction: stages.append(message))
+    assert len(converted) == 1 and converted[0].name.startswith(".gemma3-270m.partial-")
     assert folder == target
     assert bundled_cache_is_complete(folder)
     assert any("half-written" in s for s in stages)
@@ -160,6 +177,7 @@ def _as_transformers_writes_it(path) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
+@pytest.mark.model
 def test_the_compacted_tokenizer_json_is_the_same_tokenizer(converted, tmp_path):
     from tokenizers import Tokenizer
 
@@ -189,6 +207,7 @@ def test_the_compacted_tokenizer_json_is_the_same_tokenizer(converted, tmp_path)
     assert not compact_tokenizer_json(original)  # already compact: left alone
 
 
+@pytest.mark.model
 def test_a_cache_from_an_earlier_chatapp_is_upgraded_in_place(converted, tmp_path, monkeypatch):
     monkeypatch.setenv("CHATAPP_CACHE_DIR", str(tmp_path / "cache"))
     target = paths.bundled_model_dir()

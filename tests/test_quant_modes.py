@@ -31,14 +31,9 @@ def reference(engine):
 
 
 @pytest.fixture(scope="module")
-def engines(engine_int8):
-    """One engine per mode, loaded once for this module."""
-    from chatapp.engine import LocalEngine
-
-    loaded = {"int8-dynamic": engine_int8}
-    for mode in MODES[1:]:
-        loaded[mode] = LocalEngine.load("bundled", quant=mode)
-    return loaded
+def engines(engine_int8, engine_8bit, engine_4bit):
+    """One engine per mode, each loaded once for the session."""
+    return {"int8-dynamic": engine_int8, "8bit": engine_8bit, "4bit": engine_4bit}
 
 
 def _linear_kinds(model) -> set[str]:

@@ -27,16 +27,31 @@ ROOT = Path(__file__).resolve().parent.parent
 HELLO = [Message("user", "Tell me about the sea.")]
 
 
-@pytest.fixture(scope="session")
-def served(engine):
-    """A real server for the session (``engine`` first: it converts the bundled model)."""
-    from chatapp import paths
+class Server:
+    """The session's ``transformers serve``: its process and its URL."""
 
-    proc, url = start_transformers_serve(paths.bundled_model_dir())
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.proc, self.url = start_transformers_serve(folder)
+
+
+@pytest.fixture(scope="session")
+def server(bundled_folder):
+    """One real server for the whole run (it takes seconds to start)."""
+    running = Server(bundled_folder)
     try:
-        yield url
+        yield running
     finally:
-        stop_server(proc)
+        stop_server(running.proc)
+
+
+@pytest.fixture
+def served(server):
+    """The session server's URL, started again should a test before have killed it (the
+    test that kills it runs last, so a whole run starts it once)."""
+    if server.proc.poll() is not None:
+        server.proc, server.url = start_transformers_serve(server.folder)
+    return server.url
 
 
 # -- against transformers serve --------------------------------------------------------
@@ -126,36 +141,6 @@ def test_a_wrong_model_name_lists_the_servers_models(served):
     with pytest.raises(EngineError) as caught:
         remote.stream_reply(HELLO, SamplingParams(max_new_tokens=4))
     assert "has no model 'renamed-meanwhile'" in str(caught.value)
-
-
-@pytest.mark.model
-def test_a_server_killed_mid_reply_keeps_the_partial_reply(engine):
-    from chatapp import paths
-
-    proc, url = start_transformers_serve(paths.bundled_model_dir())
-    try:
-        remote = RemoteEngine(url)
-        pieces: list[str] = []
-        result: dict = {}
-
-        def run() -> None:
-            try:
-                remote.stream_reply(HELLO, SamplingParams(max_new_tokens=400), pieces.append)
-            except Exception as exc:  # noqa: BLE001
-                result["error"] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        while len(pieces) < 3:
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGKILL)
-        thread.join(timeout=30)
-    finally:
-        stop_server(proc)
-    error = result["error"]
-    assert isinstance(error, ReplyInterrupted), error
-    assert "The reply so far is kept" in str(error)
-    assert error.stats.text and "".join(pieces).startswith(error.stats.text[:10])
 
 
 # -- errors, one line each ---------------------------------------------------------------
@@ -484,3 +469,32 @@ async def test_a_failing_server_is_said_at_the_reply_and_ctrl_r_retries():
             await wait_for(pilot, lambda: app.replies_done == 2)
             assert [v.status for v in reply.versions] == ["error", "done"]
             assert reply.text == "Hello there."
+
+
+# -- last: it kills the session's server ---------------------------------------------------
+@pytest.mark.model
+def test_a_server_killed_mid_reply_keeps_the_partial_reply(server, served):
+    """Runs last of the tests that use the session's server: it kills it."""
+    try:
+        remote = RemoteEngine(served)
+        pieces: list[str] = []
+        result: dict = {}
+
+        def run() -> None:
+            try:
+                remote.stream_reply(HELLO, SamplingParams(max_new_tokens=400), pieces.append)
+            except Exception as exc:  # noqa: BLE001
+                result["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        while len(pieces) < 3:
+            time.sleep(0.01)
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        thread.join(timeout=30)
+    finally:
+        stop_server(server.proc)
+    error = result["error"]
+    assert isinstance(error, ReplyInterrupted), error
+    assert "The reply so far is kept" in str(error)
+    assert error.stats.text and error.stats.text == "".join(pieces)
