@@ -93,6 +93,7 @@ class ChatApp(App[int]):
         self.loader = ModelLoader(self, engine_factory, self._engine_changed)
         self._active: ChatPane | None = None
         self._blink_after_reply = True  # the message box's cursor blink, off while streaming
+        self.replies_done = 0  # replies ended and drawn whole, in every pane
         self.preset_dialogs = PresetDialogs(self, self.presets)
         self.lens = LensController(
             self,
@@ -195,14 +196,9 @@ class ChatApp(App[int]):
         return self.pane.streaming
 
     @property
-    def replies_done(self) -> int:
-        return sum(pane.replies_done for pane in self.panes)
-
-    @property
     def stream_repairs(self) -> int:
         return sum(pane.stream_repairs for pane in self.panes)
 
-    # -- model loading ------------------------------------------------------------------
     @on(LoadProgress)
     def _load_progress(self, event: LoadProgress) -> None:
         self.query_one(LoadingView).set_stage(event.text, event.fraction)
@@ -236,7 +232,6 @@ class ChatApp(App[int]):
         self.notify(event.error, title="Model could not load", severity="error", timeout=15)
         self.set_status("No model: " + event.error)
 
-    # -- status ---------------------------------------------------------------------------
     def set_status(self, text: str) -> None:
         """The status line (one row as wide as the screen: a new text needs no layout)."""
         self.query_one("#status", Static).update(text, layout=False)
@@ -272,19 +267,24 @@ class ChatApp(App[int]):
 
     @on(PromptBox.Submitted)
     async def _submit(self, event: PromptBox.Submitted) -> None:
-        if self._can_generate() and await self.pane.send(event.text):
+        if self._can_generate() and self.pane.can_send(event.text):
+            self._steady_cursor()
             self.query_one(PromptBox).clear()
+            await self.pane.send(event.text)
 
     async def action_regenerate(self) -> None:
-        if self._can_generate():
+        if self._can_generate() and self.pane.can_regenerate():
+            self._steady_cursor()
             await self.pane.regenerate()
+
+    def _steady_cursor(self) -> None:
+        """No blinking while replies stream (each blink repaints the box), from before."""
+        prompt = self.query_one(PromptBox)
+        if not any(pane.streaming for pane in self.panes):
+            self._blink_after_reply, prompt.cursor_blink = prompt.cursor_blink, False
 
     @on(ChatPane.ReplyStarted)
     def _reply_started(self, event: ChatPane.ReplyStarted) -> None:
-        # A steady cursor while a reply streams: each blink repaints the message box.
-        prompt = self.query_one(PromptBox)
-        if sum(pane.streaming for pane in self.panes) == 1:  # the first of those streaming
-            self._blink_after_reply, prompt.cursor_blink = prompt.cursor_blink, False
         self.lens.reply_started()
 
     @on(ChatPane.ReplyEnded)
@@ -294,6 +294,7 @@ class ChatApp(App[int]):
                 prompt.cursor_blink = self._blink_after_reply
         if event.pane is self._active and self.is_running:
             self.lens.reply_ended(event.reply)
+        self.replies_done += 1
 
     def action_stop_reply(self) -> None:
         """Esc: stop the focused pane's reply; when none streams, back to the message box
@@ -304,7 +305,6 @@ class ChatApp(App[int]):
     async def action_show_version(self, step: int) -> None:
         await self.pane.show_version(step)
 
-    # -- chats ------------------------------------------------------------------------------
     async def action_new_chat(self) -> None:
         """Start a new chat in the focused pane; the one on screen stays in the history."""
         self.lens.forget()

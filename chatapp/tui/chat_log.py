@@ -233,6 +233,9 @@ class ChatLog(LaidOutOnce, VerticalScroll):
         """Where the tail starts in the pane's scrolled content (fixed while it streams:
         nothing above it changes, unless the pane's width does)."""
         tail = self._followed
+        if tail is not None and tail.is_mounted and tail.display and not tail.region.width:
+            self.call_after_refresh(self._measure_tail)  # not laid out yet
+            return
         if tail is not None and tail.is_mounted:
             self._tail_top = tail.region.y - self.content_region.y + round(self.scroll_y)
             self._measured_width = self.size.width

@@ -117,11 +117,18 @@ class ChatPane(Vertical):
             return True
         return False
 
+    def can_send(self, text: str) -> bool:
+        """Whether ``text`` can be sent now; if not, says why (the message box then keeps
+        the text)."""
+        return not (
+            self._busy() or self._refused([*self.session.chat.messages(), Message("user", text)])
+        )
+
     async def send(self, text: str) -> bool:
         """Send the user's message and stream the reply; False (and says why) if it
-        cannot be sent now (the message box then keeps the text)."""
+        cannot be sent now."""
         assert self.engine is not None
-        if self._busy() or self._refused([*self.session.chat.messages(), Message("user", text)]):
+        if not self.can_send(text):
             return False
         turn = self.session.add_user(text)
         index = len(self.session.chat.turns) - 1
@@ -130,17 +137,20 @@ class ChatPane(Vertical):
         self._start_reply(index)
         return True
 
-    async def regenerate(self) -> None:
-        """A new version of the last reply, sampled with the pane's values."""
+    def can_regenerate(self) -> bool:
+        """Whether the last reply can be regenerated now; if not, says why."""
         turns = self.session.chat.turns
         if not turns or self.log.reply_for(len(turns) - 1) is None:
             self.notify("Nothing to regenerate yet.", severity="warning")
-            return
-        last = len(turns) - 1
-        if self._busy() or self._refused(self.session.chat.messages(upto=last)):
-            return
-        self._begin_version(last)
-        self._start_reply(last)
+            return False
+        return not (self._busy() or self._refused(self.session.chat.messages(upto=len(turns) - 1)))
+
+    async def regenerate(self) -> None:
+        """A new version of the last reply, sampled with the pane's values."""
+        if self.can_regenerate():
+            last = len(self.session.chat.turns) - 1
+            self._begin_version(last)
+            self._start_reply(last)
 
     def _begin_version(self, index: int) -> None:
         assert self.engine is not None
