@@ -104,7 +104,10 @@ def test_auto_draws_a_seeded_reply_again_with_the_lens_on_or_off(engine_int8):
     lensed = engine_int8.stream_reply(HELLO, params, lens=recorder)
     engine_int8.reset()
     other = engine_int8.stream_reply(HELLO, params.replace(seed=22))
-    assert first.new_tokens == 24 and first.token_ids == lensed.token_ids
+    # (24 tokens, or an end of text before them: where fbgemm has no VNNI, int8-dynamic's
+    # distribution differs a little and this seed's reply ends after 21.)
+    assert first.new_tokens >= 16 and first.token_ids == lensed.token_ids
+    assert first.new_tokens == 24 or first.finish_reason == "eos"
     assert [step.sampled_id for step in recorder.steps] == first.token_ids
     assert all(step.sampled_prob and step.sampled_prob > 0 for step in recorder.steps)
     assert other.token_ids != first.token_ids

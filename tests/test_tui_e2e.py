@@ -81,16 +81,20 @@ class StopCounter:
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
-    def stop(self) -> None:
-        if self.tokens_at_stop is None:
-            self.tokens_at_stop = self.tokens
-        self.engine.stop()
-
-    def stream_reply(self, messages, params, on_text, **kwargs):
+    def stream_reply(self, messages, params, on_text, *, cancel, **kwargs):
+        # The app stops a reply by setting its cancel event: seen at the next token, the
+        # tokens made before it are those made before the stop.
         def on_token(token_id, _):
+            if cancel.is_set() and self.tokens_at_stop is None:
+                self.tokens_at_stop = self.tokens
             self.tokens += 1
 
-        return self.engine.stream_reply(messages, params, on_text, on_token=on_token, **kwargs)
+        stats = self.engine.stream_reply(
+            messages, params, on_text, on_token=on_token, cancel=cancel, **kwargs
+        )
+        if cancel.is_set() and self.tokens_at_stop is None:  # no token came after it
+            self.tokens_at_stop = self.tokens
+        return stats
 
 
 async def test_escape_mid_reply_with_real_model_ends_within_one_token(engine):
