@@ -75,16 +75,24 @@ async def test_two_panes_stream_at_once_each_into_its_own_reply_and_history():
         assert reply.text == "".join(source.pieces)
 
 
+async def _second_reply_sent_while_the_first_streams(pilot, source):
+    """Two panes on a one-at-a-time engine: "one" sent in the first, and while its reply
+    streams, "two" in the second (the focused one). Returns the two panes."""
+    await ready(pilot)
+    app = pilot.app
+    first = app.pane
+    second = await app.add_pane()
+    assert await first.send("one")
+    await wait_for(pilot, lambda: source.busy)
+    assert await second.send("two")
+    return first, second
+
+
 async def test_a_second_reply_waits_for_the_model_and_escape_cancels_it_there():
     source = FakeTokenSource([f"w{i} " for i in range(40)], tokens_per_second=40)
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(160, 40)) as pilot:
-        await ready(pilot)
-        first = app.pane
-        second = await app.add_pane()
-        assert await first.send("one")
-        await wait_for(pilot, lambda: source.busy)
-        assert await second.send("two")
+        first, second = await _second_reply_sent_while_the_first_streams(pilot, source)
         waiting = second.log.query_one(AssistantMessage)
         await wait_for(pilot, lambda: "Waiting for the model" in _note(waiting))
         await wait_for(pilot, lambda: "Waiting for the model" in _status(app))
@@ -103,12 +111,7 @@ async def test_a_queued_reply_starts_once_the_running_one_ends():
     source = FakeTokenSource([f"w{i} " for i in range(20)], tokens_per_second=40)
     app = ChatApp(lambda progress: source)
     async with app.run_test(size=(160, 40)) as pilot:
-        await ready(pilot)
-        first = app.pane
-        second = await app.add_pane()
-        assert await first.send("one")
-        await wait_for(pilot, lambda: source.busy)
-        assert await second.send("two")
+        first, second = await _second_reply_sent_while_the_first_streams(pilot, source)
         await wait_for(pilot, lambda: app.queue.waiting == 1)
         await wait_for(pilot, lambda: first.replies_done == 1 and second.replies_done == 1)
         assert [messages[-1].content for messages, _ in source.calls] == ["one", "two"]
