@@ -267,15 +267,16 @@ class ChatApp(App[int]):
 
     @on(PromptBox.Submitted)
     async def _submit(self, event: PromptBox.Submitted) -> None:
-        if self._can_generate() and self.pane.can_send(event.text):
+        def accepted() -> None:  # before the turn is mounted: one layout for both
             self._steady_cursor()
             self.query_one(PromptBox).clear()
-            await self.pane.send(event.text)
+
+        if self._can_generate():
+            await self.pane.send(event.text, accepted)
 
     async def action_regenerate(self) -> None:
-        if self._can_generate() and self.pane.can_regenerate():
-            self._steady_cursor()
-            await self.pane.regenerate()
+        if self._can_generate():
+            await self.pane.regenerate(self._steady_cursor)
 
     def _steady_cursor(self) -> None:
         """No blinking while replies stream (each blink repaints the box), from before."""
@@ -380,7 +381,6 @@ class ChatApp(App[int]):
     def action_copy_code(self) -> None:
         self.copying.copy_code()
 
-    # -- the end ----------------------------------------------------------------------------
     def _keep_partial_replies(self) -> None:
         """However the app ends, replies still generating are asked to stop, and what they
         streamed so far is kept, marked stopped."""

@@ -8,6 +8,7 @@ what to show in the status line and when a reply ends with small messages.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import events, on
@@ -124,12 +125,13 @@ class ChatPane(Vertical):
             self._busy() or self._refused([*self.session.chat.messages(), Message("user", text)])
         )
 
-    async def send(self, text: str) -> bool:
+    async def send(self, text: str, accepted: Callable[[], None] = lambda: None) -> bool:
         """Send the user's message and stream the reply; False (and says why) if it
-        cannot be sent now."""
+        cannot be sent now. ``accepted`` runs once it can, before the turn is mounted."""
         assert self.engine is not None
         if not self.can_send(text):
             return False
+        accepted()
         turn = self.session.add_user(text)
         index = len(self.session.chat.turns) - 1
         self._begin_version(index)
@@ -145,9 +147,11 @@ class ChatPane(Vertical):
             return False
         return not (self._busy() or self._refused(self.session.chat.messages(upto=len(turns) - 1)))
 
-    async def regenerate(self) -> None:
-        """A new version of the last reply, sampled with the pane's values."""
+    async def regenerate(self, accepted: Callable[[], None] = lambda: None) -> None:
+        """A new version of the last reply, sampled with the pane's values (``accepted``
+        runs first, if it can be made now)."""
         if self.can_regenerate():
+            accepted()
             last = len(self.session.chat.turns) - 1
             self._begin_version(last)
             self._start_reply(last)
