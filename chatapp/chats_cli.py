@@ -22,13 +22,14 @@ COMMANDS = {
 }
 
 
-def add_commands(parser: argparse.ArgumentParser) -> None:
-    """Add the history commands to ``parser`` as subcommands (``args.command`` names one)."""
+def add_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """Add the history commands to ``parser`` as subcommands (``args.command`` names one);
+    returns the subcommands, for others to join."""
     sub = parser.add_subparsers(
         dest="command",
         metavar="COMMAND",
         prog=parser.prog,  # not the parser's usage text, which may span lines
-        title="commands (the saved chats; they load no model)",
+        title="commands (chats, export and import work on the saved chats and load no model)",
     )
     chats = sub.add_parser("chats", help=COMMANDS["chats"], description=COMMANDS["chats"])
     chats.add_argument(
@@ -43,6 +44,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     export.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     imported = sub.add_parser("import", help=COMMANDS["import"], description=COMMANDS["import"])
     imported.add_argument("file", help="a file written by 'chatapp export ID --format json'")
+    return sub
 
 
 def _fail(message: str) -> int:

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from chatapp import __version__, chats_cli, heap, timings
-from chatapp.engine.quantization import AUTO_RULE, QUANT_CHOICES, QUANT_MODES
+from chatapp import __version__, chats_cli, heap, sweep_cli, timings
+from chatapp.cli_options import add_engine_options, add_sampling_options
 from chatapp.params import PARAMS, SPEC, ParamError, SamplingParams, help_text
 
 EXIT_USAGE = 2
@@ -25,84 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatapp",
         usage="%(prog)s [OPTIONS]            the app; with --prompt TEXT, one reply\n"
-        "       %(prog)s COMMAND [ARGS]      chats, export or import: the saved chats",
+        "       %(prog)s COMMAND [ARGS]      chats, export, import (the saved chats) or sweep",
         description="Chat with a local Hugging Face model (or one on an OpenAI-compatible "
         "server) and steer how it samples. Without a command or --prompt, opens the "
         "full-screen app.",
         epilog="'chatapp COMMAND --help' explains a command's own options.",
     )
-    chats_cli.add_commands(parser)
+    commands = chats_cli.add_commands(parser)
+    sweep_cli.add_command(commands)
     parser.add_argument("--version", action="version", version=f"chatapp {__version__}")
     parser.add_argument(
         "--prompt", metavar="TEXT", help="stream one reply to TEXT and exit ('-' reads stdin)"
     )
     parser.add_argument("--system", metavar="TEXT", help="system prompt")
-    parser.add_argument(
-        "--model",
-        metavar="ID_OR_PATH",
-        help="hub id, local folder, or 'bundled' (default: google/gemma-2b-it on a CUDA GPU, "
-        "else the bundled offline Gemma 3 270M)",
-    )
-    remote = parser.add_argument_group("a model on another machine (an OpenAI-compatible server)")
-    remote.add_argument(
-        "--server",
-        metavar="URL",
-        help="chat with a model served by vLLM, TGI, transformers serve, llama.cpp or Ollama, "
-        "e.g. http://127.0.0.1:8000/v1 (--model then names the server's model; default: its "
-        "first)",
-    )
-    remote.add_argument(
-        "--server-kind",
-        choices=("vllm", "tgi", "transformers", "llamacpp", "ollama", "openai"),
-        help="the server's kind, when detection guesses wrong (it decides which sampling "
-        "values are sent, and under which names)",
-    )
-    remote.add_argument(
-        "--api-key-env",
-        metavar="NAME",
-        help="the environment variable holding the API key (default: OPENAI_API_KEY when "
-        "set); the key itself is never saved or shown",
-    )
-    parser.add_argument(
-        "--quant",
-        default="auto",
-        choices=QUANT_CHOICES,
-        help="how the weights are stored and multiplied: "
-        + "; ".join(f"{k}: {v}" for k, v in QUANT_MODES.items())
-        + f". {AUTO_RULE}",
-    )
-    parser.add_argument(
-        "--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32")
-    )
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the fast path for a GPU: a static KV cache and torch.compile of the decode "
-        "step (it compiles at the first start, shown in the loading view). Default auto: "
-        "on for CUDA with none or ao-int8 weights, where it is several times faster; off "
-        "on the CPU, for bitsandbytes, and for models with sliding-window layers (Gemma 2 "
-        "and 3, the bundled one: they recompile the step)",
-    )
-    parser.add_argument(
-        "--context",
-        type=_positive_int,
-        metavar="N",
-        help="cap the context window at N tokens (default: the model's own)",
-    )
-    parser.add_argument(
-        "--chat-format",
-        choices=("turns", "dialogue", "raw"),
-        help="how messages become the prompt: the model's chat turns, a plain User:/Assistant: "
-        "dialogue (default for base models such as the bundled one), or raw text",
-    )
-    parser.add_argument(
-        "--raw",
-        action="store_const",
-        const="raw",
-        dest="chat_format",
-        help="same as --chat-format raw: the text goes to the tokenizer as it is",
-    )
+    add_engine_options(parser)
     chats = parser.add_mutually_exclusive_group()
     chats.add_argument(
         "--continue",
@@ -123,33 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LANG",
         help="explain every sampling parameter (en or zh) and exit",
     )
-    group = parser.add_argument_group("sampling parameters (applied to each reply)")
-    for spec in PARAMS:
-        group.add_argument(
-            spec.flag,
-            dest=f"param_{spec.name}",
-            metavar="VALUE",
-            default=None,
-            help=f"{spec.help_en} [{spec.range_text()}; default {spec.format(spec.default) or 'none'}]",
-        )
+    add_sampling_options(parser)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"must be a whole number of tokens >= 16, got {text!r}")
-    return value
 
 
 def _sampling_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The sampling values given as flags on the command line; raises ParamError."""
     changes: dict[str, Any] = {}
     for spec in PARAMS:
-        raw = getattr(args, f"param_{spec.name}")
+        raw = getattr(args, f"param_{spec.name}", None)
         if raw is not None:
             changes[spec.name] = SPEC[spec.name].parse(raw)
     return changes
@@ -185,7 +103,7 @@ def parse_command_line(
 
     Raises ``ParamError`` for a bad value or an unknown preset."""
     args = build_parser().parse_args(argv)
-    if args.help_params or args.command is not None:
+    if args.help_params or args.command not in (None, "sweep"):
         return args, None
     changes = _sampling_flags(args)
     args.params_given = bool(args.preset or changes)
@@ -200,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, params = parse_command_line(argv)
     except ParamError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if args.command == "sweep":
+        return sweep_cli.run(args, params)
     if args.command is not None:
         heap.resume()  # the history commands load no model: nothing to keep out of collections
         return chats_cli.run(args)

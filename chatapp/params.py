@@ -478,6 +478,19 @@ class SamplingParams:
 
         return GenerationConfig(**self.generation_kwargs(), **extra)
 
+    def difference(self, base: SamplingParams) -> str:
+        """How these values differ from ``base``, in ``summary``'s words (``T 1.2 · top-p
+        0.5``); empty when they are the same. A compare column's header."""
+        mine, theirs = self.summary().split(" · "), set(base.summary().split(" · "))
+        parts = [part for part in mine if part not in theirs]
+        for spec in PARAMS:  # values summary() leaves out (a filter while greedy, …)
+            if spec.name != "do_sample" and getattr(self, spec.name) != getattr(base, spec.name):
+                if not any(p.startswith(_SHORT.get(spec.name, spec.name)) for p in parts):
+                    parts.append(
+                        f"{_SHORT.get(spec.name, spec.name)} {spec.format(getattr(self, spec.name))}"
+                    )
+        return " · ".join(parts)
+
     def summary(self) -> str:
         """Short text of the values in effect, e.g. ``T 0.75 · top-k 50 · top-p 0.95 · rep 1.1``."""
         if not self.do_sample:
@@ -501,6 +514,18 @@ class SamplingParams:
         parts.append(f"max {self.max_new_tokens}")
         return " · ".join(parts)
 
+
+# summary()'s short names, where they differ from the parameter's.
+_SHORT = {
+    "temperature": "T",
+    "top_k": "top-k",
+    "top_p": "top-p",
+    "min_p": "min-p",
+    "typical_p": "typical-p",
+    "repetition_penalty": "rep",
+    "no_repeat_ngram_size": "no-repeat",
+    "max_new_tokens": "max",
+}
 
 TUTORIAL_VALUES: dict[str, Any] = {
     "max_new_tokens": 16,

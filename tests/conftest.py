@@ -18,6 +18,10 @@ os.environ["CHATAPP_CACHE_DIR"] = str(MODEL_CACHE)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one thread each (torch's default, a thread per core in
+    # every worker, would have them fight over the cores).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 UNMARKED_LOAD = "a test not marked model loads the bundled model"
 

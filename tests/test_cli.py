@@ -12,6 +12,7 @@ import pytest
 from chatapp.chats_cli import COMMANDS
 from chatapp.cli import main
 from chatapp.params import PARAMS
+from chatapp.sweep_cli import HELP as SWEEP_HELP
 from tests.test_params import BAD_VALUES
 
 
@@ -53,9 +54,9 @@ def test_help_lists_each_command_with_its_one_line_description(capsys):
     out = capsys.readouterr().out
     section = out[out.index("\ncommands (") :]
     listed = [line.split()[0] for line in section.splitlines() if re.match(r" {4}\S", line)]
-    assert listed == list(COMMANDS)
+    assert listed == [*COMMANDS, "sweep"]
     flat = " ".join(section.split())
-    for name, description in COMMANDS.items():
+    for name, description in {**COMMANDS, "sweep": SWEEP_HELP}.items():
         assert f"{name} {description}" in flat
 
 

@@ -223,7 +223,7 @@ def test_app_module_stays_small():
 
     import chatapp.tui.app as module
 
-    assert len(inspect.getsource(module).splitlines()) <= 400
+    assert len(inspect.getsource(module).splitlines()) <= 450  # no module over 450 lines (issue 23)
     assert ChatApp.__mro__[1] is App  # routes to controllers and panes: no mixins
 
 

@@ -103,7 +103,7 @@ def test_stop_ends_the_reply_at_once_and_the_server_serves_the_next(served):
 
     def run() -> None:
         result["stats"] = remote.stream_reply(
-            HELLO, SamplingParams(max_new_tokens=400), pieces.append
+            HELLO, SamplingParams(max_new_tokens=64), pieces.append
         )
 
     thread = threading.Thread(target=run)

@@ -90,14 +90,31 @@ def test_stopped_reply(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_heat_map(snap_compare, size):
     app, _ = product_app()
+    seen = {}
 
     async def run(pilot):
         await ready_for_picture(pilot)
         await pilot.press("f6")
         await send(pilot, "Describe the sea.")
         await pilot.pause(0.2)
+        seen["layout"] = chat_layout(pilot.app)
 
-    assert snap_compare(app, terminal_size=size, run_before=run)
+    # On a mismatch, the chat's layout when the picture was taken says why.
+    assert snap_compare(app, terminal_size=size, run_before=run), seen.get("layout")
+
+
+def chat_layout(app) -> str:
+    """The chat log's scroll position and sizes, and each widget's in it."""
+    from chatapp.tui.chat_log import ChatLog
+
+    log = app.screen.query(ChatLog).first()
+    lines = [f"log scroll {log.scroll_y}/{log.max_scroll_y} virtual {log.virtual_size}"]
+    for widget in log.walk_children():
+        lines.append(
+            f"{type(widget).__name__} {sorted(widget.classes)} display={widget.display} "
+            f"region={widget.region} size={widget.size}"
+        )
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

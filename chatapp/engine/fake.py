@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatapp.engine.chat_format import ChatFormat
+from chatapp.engine.columns_each import stream_each
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import describe_loaded
@@ -154,6 +155,28 @@ class FakeTokenSource:
         while not self._resume.wait(0.01) and not self._stop.is_set():
             pass
         self.paused.clear()
+
+    def stream_columns(
+        self,
+        messages: Sequence[Message],
+        columns: Sequence[SamplingParams],
+        on_text: Callable[[int, str], None] = lambda row, piece: None,
+        *,
+        seeds: Sequence[int | None] | None = None,
+        logprobs: bool = False,
+        wait: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> list[ReplyStats]:
+        """One reply per entry of ``columns``: a request each (``columns_each``)."""
+        return stream_each(
+            self.stream_reply,
+            messages,
+            columns,
+            on_text,
+            seeds,
+            cancel,
+            self.capabilities.concurrent,
+        )
 
     def stream_reply(
         self,

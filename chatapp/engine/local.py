@@ -23,6 +23,7 @@ from chatapp.engine.chat_format import (
     encode_prompt,
     stop_token_ids,
 )
+from chatapp.engine.columns import ColumnText, generate_columns
 from chatapp.engine.context import ContextPlan, ContextTooLong, plan_context
 from chatapp.engine.generation import TextCallback, TokenCallback, generate_reply
 from chatapp.engine.inspection import replay_steps, what_if_step
@@ -338,6 +339,31 @@ class LocalEngine:
                 self._cancel.set()
                 future.result()
                 raise
+        finally:
+            self._lock.release()
+
+    def stream_columns(
+        self,
+        messages: Sequence[Message],
+        columns: Sequence[SamplingParams],
+        on_text: ColumnText = lambda row, piece: None,
+        *,
+        seeds: Sequence[int | None] | None = None,
+        logprobs: bool = False,
+        wait: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> list[ReplyStats]:
+        """One reply per entry of ``columns`` to the same ``messages``, generated in one
+        batch (``chatapp.engine.columns``); ``on_text(row, piece)`` as each streams."""
+        if not self._lock.acquire(blocking=wait):
+            raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
+        try:
+            self._cancel = cancel if cancel is not None else threading.Event()
+            self._switch_int8()
+            args = (self, messages, columns, on_text, self._cancel, seeds, logprobs)
+            if self._runner is None:
+                return generate_columns(*args)
+            return self._runner.submit(generate_columns, *args).result()
         finally:
             self._lock.release()
 

@@ -65,6 +65,20 @@ class Engine(Protocol):
         cancel: threading.Event | None = None,
     ) -> ReplyStats: ...
 
+    def stream_columns(
+        self,
+        messages: Sequence[Message],
+        columns: Sequence[SamplingParams],
+        on_text: Callable[[int, str], None] = ...,
+        *,
+        seeds: Sequence[int | None] | None = None,
+        logprobs: bool = False,
+        wait: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> list[ReplyStats]:
+        """One reply per entry of ``columns`` to the same messages (compare, sweep)."""
+        ...
+
     def stop(self) -> None: ...
 
     def reset(self) -> None: ...

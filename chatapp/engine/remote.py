@@ -31,6 +31,7 @@ from chatapp.engine.chat_format import (
     ChatFormat,
     render_prompt,
 )
+from chatapp.engine.columns_each import stream_each
 from chatapp.engine.context import ContextPlan, plan_context
 from chatapp.engine.servers import (
     KINDS,
@@ -244,6 +245,20 @@ class RemoteEngine:
 
     def replay_lens(self, *args: Any, **kwargs: Any) -> list[StepRecord]:
         raise EngineError("A server's lens exists only for replies recorded while the lens was on.")
+
+    def stream_columns(
+        self,
+        messages: Sequence[Message],
+        columns: Sequence[SamplingParams],
+        on_text: Callable[[int, str], None] = lambda row, piece: None,
+        *,
+        seeds: Sequence[int | None] | None = None,
+        logprobs: bool = False,
+        wait: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> list[ReplyStats]:
+        """One reply per entry of ``columns``: a request each (``columns_each``)."""
+        return stream_each(self.stream_reply, messages, columns, on_text, seeds, cancel, False)
 
     def stream_reply(
         self,

@@ -56,23 +56,29 @@ class SurvivorTopP:
         return out
 
 
+def draw_token(scores: Any, generator: Any = None) -> int:
+    """A token drawn from the softmax of ``scores`` (one row of the vocabulary): over the
+    finite ones only when they are few. ``generator``: a row's own (default: torch's)."""
+    import torch
+
+    alive = _survivors(scores)
+    if 0 < alive.numel() <= SURVIVOR_LIMIT:
+        probs = torch.softmax(scores[alive].float(), dim=-1)
+        return int(alive[torch.multinomial(probs, 1, generator=generator)])
+    probs = torch.softmax(scores.float(), dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
 class DrawAmongSurvivors:
-    """The last processor of a sampled reply: draws the token from the softmax of the
-    scores it is given (over the finite ones only, when they are few) and returns scores
-    on which ``generate``'s greedy choice is that token."""
+    """The last processor of a sampled reply: draws the token (``draw_token``) and returns
+    scores on which ``generate``'s greedy choice is that token."""
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
         out = torch.full_like(scores, float("-inf"))
         for row in range(scores.shape[0]):
-            alive = _survivors(scores[row])
-            if 0 < alive.numel() <= SURVIVOR_LIMIT:
-                probs = torch.softmax(scores[row, alive].float(), dim=-1)
-                token = alive[torch.multinomial(probs, 1)]
-            else:
-                token = torch.multinomial(torch.softmax(scores[row].float(), dim=-1), 1)
-            out[row, token] = 0.0
+            out[row, draw_token(scores[row])] = 0.0
         return out
 
 

@@ -106,6 +106,7 @@ class ReplyStats:
     max_new_tokens: int = 0  # after clipping to the room left
     clipped: bool = False  # max_new_tokens was lowered to fit the window
     seed: int | None = None  # the RNG seed sampling used (drawn when none was set)
+    logprobs: list[float] | None = None  # each drawn token's log-probability, raw (sweeps)
 
     @property
     def tokens_per_second(self) -> float:

@@ -56,6 +56,9 @@ class ChatApp(App[int]):
         Binding("f8", "lens_step(1)", "Next step", show=False, priority=True),
         Binding("ctrl+s", "save_preset", "Save preset", show=False),
         Binding("f4", "toggle_language", "中/EN", show=False, priority=True),
+        Binding("f5", "compare('add')", "Compare", show=False, priority=True),
+        Binding("shift+f5", "compare('close')", "Close column", show=False, priority=True),
+        Binding("f12", "compare('next')", "Next column", show=False, priority=True),
         Binding("alt+left", "show_version(-1)", "Prev version", show=False),
         Binding("alt+right", "show_version(1)", "Next version", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -186,6 +189,21 @@ class ChatApp(App[int]):
     def _pane_chosen(self, event: ChatPane.Chosen) -> None:
         self.focus_pane(event.pane)
 
+    @on(ChatPane.ColumnFocused)
+    def _column_focused(self, event: ChatPane.ColumnFocused) -> None:
+        if event.pane is self.pane:
+            self.query_one(ParamPanel).apply(event.pane.params)
+
+    async def action_compare(self, what: str) -> None:
+        """Compare: F5 adds a column (a copy of the focused one), Shift+F5 closes the
+        focused one, F12 focuses the next; "keep" continues from the focused one."""
+        pane = self.pane
+        actions = {"add": pane.add_column, "close": pane.close_column, "next": pane.next_column}
+        if what == "keep":
+            await pane.keep_column()
+        else:
+            actions[what]()
+
     @property
     def params(self) -> SamplingParams:
         """The valid values in force (a field with an invalid entry keeps its last valid one)."""
@@ -293,7 +311,7 @@ class ChatApp(App[int]):
         if not any(pane.streaming for pane in self.panes):
             for prompt in self.query(PromptBox):  # none once the app shuts down
                 prompt.cursor_blink = self._blink_after_reply
-        if event.pane is self._active and self.is_running:
+        if event.pane is self._active and self.is_running and event.reply is not None:
             self.lens.reply_ended(event.reply)
         self.replies_done += 1
 

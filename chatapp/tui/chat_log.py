@@ -109,8 +109,13 @@ class AssistantMessage(LaidOutOnce, Vertical):
         active = on and bool(steps)
         if active:
             heat.update(heat_markup(steps, self.turn_index))
-        heat.display = active
-        self.body.display = not active
+        if heat.display != active:
+            heat.display = active
+            self.body.display = not active
+            # Once more after the next frame: a layout under way when they swapped can
+            # measure the message with the text it hid (a reply's padded streaming
+            # height), and nothing would ask for another (a blank chat, seen in tests).
+            self.call_after_refresh(self.refresh, layout=True)
 
     def start_streaming(self) -> None:
         """The version just started (the model's newest) streams in from empty."""

@@ -30,6 +30,7 @@ class CommandTarget(Protocol):
     def action_toggle_lens(self) -> None: ...
     def action_toggle_heat(self) -> None: ...
     async def action_show_version(self, step: int) -> None: ...
+    async def action_compare(self, what: str) -> None: ...
 
 
 class ChatCommands(Provider):
@@ -88,6 +89,22 @@ class ChatCommands(Provider):
             "F3: each step's next-token table",
         )
         yield ("Toggle heat map", app.action_toggle_heat, "F6: colour tokens by probability")
+        yield (
+            "Compare…",
+            partial(app.action_compare, "add"),
+            "F5: another column of replies side by side, with its own values (2 to 4)",
+        )
+        yield ("Compare: close this column", partial(app.action_compare, "close"), "Shift+F5")
+        yield (
+            "Compare: next column",
+            partial(app.action_compare, "next"),
+            "F12: the panel edits it",
+        )
+        yield (
+            "Compare: keep this column",
+            partial(app.action_compare, "keep"),
+            "the chat continues from the focused column's reply",
+        )
         yield ("Show previous reply version", partial(app.action_show_version, -1), "Alt+Left")
         yield ("Show next reply version", partial(app.action_show_version, 1), "Alt+Right")
 

@@ -1,0 +1,104 @@
+"""Compare columns and sweep samples in one batch: each row is, token for token, the reply
+a single request with its parameters and seed gives (float32, the real model)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chatapp.engine.types import Message
+from chatapp.params import SamplingParams
+
+pytestmark = pytest.mark.model
+
+MESSAGES = [Message("user", "Write one sentence about the sea.")]
+BASE = SamplingParams().replace(max_new_tokens=12, seed=7)
+COLUMNS = [
+    BASE.replace(do_sample=False),
+    BASE.replace(do_sample=True, temperature=1.2, top_k=0, top_p=1.0),
+    BASE.replace(do_sample=True, temperature=0.8, top_p=0.5),
+    BASE.replace(do_sample=True, temperature=1.0, top_k=5, repetition_penalty=1.3),
+]
+
+
+def single(engine, params):
+    return engine.stream_reply(MESSAGES, params, wait=True)
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_each_column_is_its_single_reply(engine32, count):
+    columns = COLUMNS[:count]
+    pieces: dict[int, list[str]] = {i: [] for i in range(count)}
+    batch = engine32.stream_columns(
+        MESSAGES, columns, lambda row, piece: pieces[row].append(piece), wait=True
+    )
+    assert len(batch) == count
+    for index, params in enumerate(columns):
+        alone = single(engine32, params)
+        assert batch[index].token_ids == alone.token_ids, f"column {index + 1}"
+        assert batch[index].text == alone.text == "".join(pieces[index])
+        assert batch[index].finish_reason == alone.finish_reason
+        assert batch[index].seed == (7 if params.do_sample else None)
+    # The sampled columns drew differently: the parameters reached each row.
+    assert len({tuple(s.token_ids) for s in batch}) == count
+
+
+def test_sampled_rows_differ_by_seed_and_keep_raw_logprobs(engine32):
+    params = BASE.replace(do_sample=True, temperature=1.5, top_k=0, top_p=1.0, seed=None)
+    rows = engine32.stream_columns(
+        MESSAGES, [params] * 3, seeds=[1, 2, 1], logprobs=True, wait=True
+    )
+    assert rows[0].token_ids == rows[2].token_ids != rows[1].token_ids
+    for row in rows:
+        assert row.logprobs is not None and len(row.logprobs) == row.new_tokens
+        assert all(lp <= 0.0 for lp in row.logprobs)
+    # The raw log-probability of the first drawn token, recomputed alone.
+    import torch
+
+    ids = engine32.plan(MESSAGES, params).prompt_ids
+    with torch.inference_mode():
+        logits = engine32.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+    expected = float(torch.log_softmax(logits, dim=-1)[rows[1].token_ids[0]])
+    assert rows[1].logprobs[0] == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_stop_ends_every_row(engine32):
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def on_text(row, piece):
+        seen.append(row)
+        if len(seen) >= 3:
+            cancel.set()
+
+    rows = engine32.stream_columns(MESSAGES, COLUMNS[:2], on_text, cancel=cancel, wait=True)
+    assert [r.finish_reason for r in rows] == ["stopped", "stopped"]
+    assert all(r.new_tokens < 12 for r in rows)
+
+
+async def test_compare_in_the_app_gives_each_column_its_single_reply(engine32):
+    """The app's Compare on the real model: two columns, the panel editing column 2, and
+    each column's saved reply token for token the single reply with its values."""
+    from chatapp.tui.app import ChatApp
+    from chatapp.tui.compare import ColumnReply
+    from tests.tui_helpers import ready, set_field, submit, wait_for
+
+    app = ChatApp(lambda progress: engine32, BASE.replace(do_sample=True, seed=None))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f2")  # the panel hidden: two columns fit at 80x24
+        await pilot.press("f5")
+        await set_field(pilot, "temperature", "1.4")
+        await submit(pilot, MESSAGES[0].content)
+        await wait_for(pilot, lambda: app.replies_done == 1, timeout=120)
+        columns = list(app.query(ColumnReply))
+        assert [c.region.width > 30 for c in columns] == [True, True]  # side by side
+        assert columns[0].region.x < columns[1].region.x
+        versions = [c.version for c in columns]
+    assert versions[0].seed == versions[1].seed is not None
+    for version in versions:
+        alone = single(engine32, version.params.replace(seed=version.seed))
+        assert version.stats.token_ids == alone.token_ids
+        assert version.text == alone.text
+    assert versions[1].params.temperature == 1.4
