@@ -200,16 +200,3 @@ def test_system_prompt_folds_into_first_user_turn(engine):
     )
     ids = engine.prompt_ids([Message("user", "hi")])[0].tolist()
     assert ids[0] == engine.tokenizer.bos_token_id and ids.count(engine.tokenizer.bos_token_id) == 1
-
-
-@pytest.mark.parametrize("quant", ["8bit", "4bit"])
-def test_quantized_loads_generate_text(request, quant):
-    quantized = request.getfixturevalue(f"engine_{quant}")
-    stats = quantized.stream_reply(HELLO, GREEDY.replace(max_new_tokens=6))
-    assert quantized.loaded.quant == quant
-    assert stats.new_tokens > 0 and stats.text.strip()
-    import bitsandbytes as bnb
-
-    kinds = {type(m).__name__ for m in quantized.model.modules()}
-    assert ("Linear8bitLt" if quant == "8bit" else "Linear4bit") in kinds, kinds
-    del bnb

@@ -160,12 +160,32 @@ def _synthetic_step() -> StepRecord:
     )
 
 
-def test_lens_snapshot_120x40(snap_compare):
+def _synthetic_reply() -> list[StepRecord]:
+    """Ten steps whose drawn probability and entropy rise and fall (the strip)."""
+    steps = []
+    for index in range(10):
+        step = _synthetic_step()
+        step.index = index
+        step.sampled_prob = [0.9, 0.33, 0.05, 0.6, 1.0, 0.2, 0.75, 0.4, 0.12, 0.95][index]
+        step.entropy_after = [0.3, 1.37, 3.9, 1.0, 0.0, 2.5, 0.8, 1.6, 3.1, 0.2][index]
+        steps.append(step)
+    return steps
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_lens_snapshot(snap_compare, size):
+    """The lens's bars beside each probability and survivor count, and the reply's strip
+    (drawn probability, entropy) with the shown step marked; at 80x24 with the panel
+    hidden, as F2 leaves it."""
+
     async def open_lens(pilot):
         await ready_for_picture(pilot)
+        if size[0] < 100:
+            await pilot.press("f2")
         await pilot.press("f3")
-        pilot.app.query_one(LensView).show(_synthetic_step(), "4/10")
+        steps = _synthetic_reply()
+        pilot.app.query_one(LensView).show(steps[3], "4/10", steps)
         await pilot.pause(0.3)  # 0.1 s was sometimes before the lens was drawn on 2 busy cores
 
     app, _ = fake_app()
-    assert snap_compare(app, terminal_size=(120, 40), run_before=open_lens)
+    assert snap_compare(app, terminal_size=size, run_before=open_lens)

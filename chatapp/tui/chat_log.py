@@ -101,14 +101,16 @@ class AssistantMessage(LaidOutOnce, Vertical):
 
     def show_heat(self, on: bool) -> None:
         """Colour each token by the probability it was drawn with (needs lens data)."""
-        from chatapp.tui.lens import heat_markup
+        from chatapp.tui.lens import heat_markup, strip_markup
 
         version = self.version
         steps = version.lens_steps if version and version.lens_complete else []
         heat = self.query_one(".heat", Static)
         active = on and bool(steps)
         if active:
-            heat.update(heat_markup(steps, self.turn_index))
+            heat.update(
+                heat_markup(steps, self.turn_index) + "\n\n" + strip_markup(steps, self.turn_index)
+            )
         if heat.display != active:
             heat.display = active
             self.body.display = not active

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.markup import escape
@@ -22,6 +25,37 @@ STAGE_TITLES = {
 }
 
 
+EIGHTHS = " ▏▎▍▌▋▊▉█"  # a bar's last cell, in eighths
+LEVELS = "▁▂▃▄▅▆▇█"  # a strip's point, low to high
+BAR_CELLS = 3  # a probability's bar: 3 cells, 24 steps
+STRIP_CHUNK = 40  # steps per row of a strip (a chat column at 80x24 holds 44)
+
+
+def bar(fraction: float, cells: int = BAR_CELLS) -> str:
+    """``fraction`` (0–1) as a bar of ``cells`` characters, in eighths of a cell (a
+    non-zero fraction shows at least an eighth)."""
+    eighths = round(max(0.0, min(1.0, fraction)) * cells * 8)
+    if fraction > 0 and eighths == 0:
+        eighths = 1
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (EIGHTHS[part] if part else "")
+    return text.ljust(cells)
+
+
+def survivors_bar(count: int, vocabulary: int, cells: int = 4) -> str:
+    """A survivor count as a bar on a log scale (1 token: empty; the vocabulary: full)."""
+    if count <= 1 or vocabulary <= 1:
+        return " " * cells
+    return bar(math.log(count) / math.log(vocabulary), cells)
+
+
+def level(value: float, top: float) -> str:
+    """``value`` (0–``top``) as one of eight heights."""
+    if top <= 0:
+        return LEVELS[0]
+    return LEVELS[min(7, max(0, int(value / top * 7.999)))]
+
+
 def _pct(p: float) -> str:
     if p <= 0:
         return "·"
@@ -30,8 +64,17 @@ def _pct(p: float) -> str:
     return f"{p * 100:.1f}%"
 
 
-def render_step(step: StepRecord, position: str) -> Table:
-    """A Rich table of the step: a row per candidate, a column per stage."""
+def bar_cells(width: int, stages: int) -> int:
+    """How wide each probability's bar can be for the table to fit ``width`` columns: a
+    token column of 14, then per stage a bar, a space, the figure (5) and a gap."""
+    room = (width - 14) // max(1, stages) - 7
+    return max(0, min(BAR_CELLS, room))
+
+
+def render_step(step: StepRecord, position: str, width: int = 120) -> Table:
+    """A Rich table of the step: a row per candidate, a column per stage, each
+    probability with a bar beside it (as wide as ``width`` allows)."""
+    cells = bar_cells(width, len(step.stages))
     title = f"Step {position}"
     if step.source:
         title += f" · {step.source}"
@@ -43,9 +86,15 @@ def render_step(step: StepRecord, position: str) -> Table:
         table.add_column(STAGE_TITLES.get(stage, stage), justify="right", no_wrap=True)
     for candidate in step.candidates:
         style = "bold reverse" if candidate.token_id == step.sampled_id else ""
-        table.add_row(Text(candidate.label), *(_pct(p) for p in candidate.probs), style=style)
+        table.add_row(
+            Text(candidate.label),
+            *(Text(f"{bar(p, cells)} {_pct(p):>5}" if cells else _pct(p)) for p in candidate.probs),
+            style=style,
+        )
+    vocabulary = step.survivors[0] if step.survivors else 0
     survivors = " → ".join(
-        f"{STAGE_TITLES.get(s, s)} {n:,}" for s, n in zip(step.stages, step.survivors, strict=False)
+        f"{STAGE_TITLES.get(s, s)} {n:,} {survivors_bar(n, vocabulary).rstrip()}"
+        for s, n in zip(step.stages, step.survivors, strict=False)
     )
     drawn = _pct(step.sampled_prob or 0.0)
     table.caption = (
@@ -73,12 +122,69 @@ class LensView(Static):
         self.update(text)
         self.styles.height = "auto"
 
-    def show(self, step: StepRecord, position: str) -> None:
+    def show(self, step: StepRecord, position: str, steps: list[StepRecord] | None = None) -> None:
+        """The step's table; with the reply's ``steps``, its strip under it, this step
+        marked."""
         self.step = step
-        self.update(render_step(step, position))
+        table = render_step(step, position, self.size.width or self.app.size.width)
+        if not steps:
+            self.update(table)
+            extra = 0
+        else:
+            self.update(Group(table, strip_text(steps, step.index)))
+            extra = 3
         # Auto height measured the table a line or two short (the caption's entropy and
         # drawn-token line was cut off): size it from what it holds; CSS caps it.
-        self.styles.height = len(step.candidates) + 6  # border, title, header, 2 captions, 1
+        self.styles.height = len(step.candidates) + 6 + extra  # border, title, header, captions
+
+
+def _strip_rows(steps: list[StepRecord]) -> tuple[list[tuple[str, str]], float]:
+    """The strip's two rows (name, a point per step): the drawn token's probability and
+    the entropy of the distribution it was drawn from (scaled to the reply's highest)."""
+    top = max(s.entropy_after for s in steps) or 1.0
+    probs = "".join(level(s.sampled_prob or 0.0, 1.0) for s in steps)
+    entropy = "".join(level(s.entropy_after, top) for s in steps)
+    return [("p", probs), ("H", entropy)], top
+
+
+def _strip_legend(top: float) -> str:
+    return f"p: drawn token's probability · H: entropy (top {top:.1f} bits)"
+
+
+def strip_markup(steps: list[StepRecord], reply_index: int) -> str:
+    """The reply's strip as Textual markup: each point opens its step in the lens."""
+    if not steps:
+        return ""
+    rows, top = _strip_rows(steps)
+    lines = []
+    for start in range(0, len(steps), STRIP_CHUNK):  # rows of STRIP_CHUNK steps: p, H
+        for name, points in rows:
+            clickable = "".join(
+                f"[@click=app.lens_select({reply_index},{step.index})]{point}[/]"
+                for step, point in zip(
+                    steps[start : start + STRIP_CHUNK],
+                    points[start : start + STRIP_CHUNK],
+                    strict=True,
+                )
+            )
+            lines.append(f"[dim]{name}[/] {clickable}")
+    return "\n".join([*lines, f"[dim]{_strip_legend(top)}[/]"])
+
+
+def strip_text(steps: list[StepRecord], marked: int) -> Text:
+    """The reply's strip for the lens, with the step shown (``marked``) reversed: the
+    ``STRIP_CHUNK`` steps around it."""
+    start = max(0, min(marked - STRIP_CHUNK // 2, len(steps) - STRIP_CHUNK))
+    steps = steps[start : start + STRIP_CHUNK]
+    rows, top = _strip_rows(steps)
+    text = Text()
+    for name, points in rows:
+        text.append(f"{name} ", style="dim")
+        for step, point in zip(steps, points, strict=True):
+            text.append(point, style="reverse" if step.index == marked else "")
+        text.append("\n")
+    text.append(_strip_legend(top), style="dim")
+    return text
 
 
 def heat_markup(steps: list[StepRecord], reply_index: int) -> str:

@@ -83,7 +83,8 @@ class LensController:
         count = len(stream.recorder.steps)
         if count != self._shown_count:
             self._shown_count = count
-            self.view.show(stream.recorder.steps[count - 1], f"{count} (streaming)")
+            steps = stream.recorder.steps
+            self.view.show(steps[count - 1], f"{count} (streaming)", steps[:count])
 
     def show(self) -> None:
         """Show the target step (clamped to the reply's steps)."""
@@ -94,7 +95,7 @@ class LensController:
         if steps:
             index = min(index, len(steps) - 1)
             self.target = (reply, index)
-            self.view.show(steps[index], f"{index + 1}/{len(steps)}")
+            self.view.show(steps[index], f"{index + 1}/{len(steps)}", steps)
 
     def _needs_replay(self, version: ReplyVersion | None) -> bool:
         engine = self._engine()
