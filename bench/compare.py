@@ -80,6 +80,7 @@ def main() -> None:
     engine = LocalEngine.load("bundled", quant=args.quant)
     print(f"engine: {engine.describe()}")
     disable_eos(engine)
+    engine.chat_format = "raw"  # no "User:" stop string either: every reply runs its length
     engine.reuse_cache = False
     messages = [Message("user", TUTORIAL_PROMPT)]
     params = tutorial_params(max_new_tokens=args.tokens, seed=1234)
@@ -117,6 +118,7 @@ def main() -> None:
     if args.bf16:
         bf16 = LocalEngine.load("bundled", quant="none", dtype="bfloat16")
         disable_eos(bf16)
+        bf16.chat_format = "raw"
         bf16.reuse_cache = False
         short = params.replace(max_new_tokens=min(args.tokens, 64))
         found = flips(bf16, messages, columns_for(short, 4))

@@ -102,3 +102,82 @@ async def test_compare_in_the_app_gives_each_column_its_single_reply(engine32):
         assert version.stats.token_ids == alone.token_ids
         assert version.text == alone.text
     assert versions[1].params.temperature == 1.4
+
+
+def test_sweep_command_prints_json_figures_and_saves_the_sweep(bundled_folder, capsys):
+    """``chatapp sweep`` on the real model: a grid's points in the JSON, each with its
+    samples' texts and figures (recomputed here from the texts' tokens), and the sweep in
+    the history as a chat whose reply versions are the samples."""
+    import json
+
+    from chatapp.cli import main
+    from chatapp.conversation import ChatSession
+    from chatapp.store import ChatStore
+    from chatapp.sweep import distinct_n
+
+    code = main(
+        [
+            "sweep",
+            "--prompt",
+            "Describe the sea.",
+            "--param",
+            "temperature",
+            "--values",
+            "0.3,1.5",
+            "--param",
+            "top_k",
+            "--values",
+            "0,5",
+            "--samples",
+            "2",
+            "--seed",
+            "3",
+            "--max-new-tokens",
+            "6",
+            "--format",
+            "json",
+            "--model",
+            "bundled",
+            "--quant",
+            "none",
+            "--dtype",
+            "float32",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    data = json.loads(out)
+    assert [p["values"] for p in data["points"]] == [
+        {"temperature": 0.3, "top_k": 0},
+        {"temperature": 0.3, "top_k": 5},
+        {"temperature": 1.5, "top_k": 0},
+        {"temperature": 1.5, "top_k": 5},
+    ]
+    assert all(p["seeds"] == [3, 4] for p in data["points"])
+    chat_id = ChatStore().list_chats()[0].id
+    session = ChatSession(ChatStore())
+    assert session.open(chat_id)
+    versions = session.chat.turns[0].versions
+    assert len(versions) == 8 and session.chat.title.startswith("Sweep: temperature 0.3, 1.5")
+    for index, point in enumerate(data["points"]):
+        samples = versions[2 * index : 2 * index + 2]
+        assert point["texts"] == [v.text for v in samples]
+        tokens = [v.stats.reply_ids for v in samples]
+        assert point["figures"]["distinct_1"] == pytest.approx(distinct_n(tokens, 1))
+        assert point["figures"]["mean_length"] == pytest.approx(sum(map(len, tokens)) / 2)
+        assert all(v.params.temperature == point["values"]["temperature"] for v in samples)
+        assert all(v.params.top_k == point["values"]["top_k"] for v in samples)
+        assert point["figures"]["mean_logprob"] < 0
+    # The hottest point is more varied than the coldest.
+    assert data["points"][2]["figures"]["distinct_2"] >= data["points"][0]["figures"]["distinct_2"]
+
+
+def test_one_column_on_the_cpus_fast_mode_is_the_single_reply(engine_int8):
+    """--quant auto (int8-dynamic, drawing among the survivors): a batch of one row is the
+    single reply, prompt and draw alike (a prompt's rows never share the int8 path's one
+    activation scale: a batch's decode rows do, which bench/compare.py counts)."""
+    params = BASE.replace(do_sample=True, temperature=0.9, top_p=0.5)
+    (row,) = engine_int8.stream_columns(MESSAGES, [params], wait=True)
+    alone = single(engine_int8, params)
+    assert engine_int8.survivor_sampling
+    assert row.token_ids == alone.token_ids and row.text == alone.text

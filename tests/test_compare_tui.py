@@ -17,12 +17,12 @@ async def test_compare_two_columns_keep_one_and_go_on():
         await ready(pilot)
         pane = app.pane
         await pilot.press("f5")
-        assert len(pane.columns) == 2 and pane.column_focus == 1
+        assert len(pane.compare.columns) == 2 and pane.compare.focus == 1
         bar = pane.query_one(".compare-bar")
         assert bar.display
         await set_field(pilot, "temperature", "1.2")  # the panel edits column 2
-        assert pane.columns[1].temperature == 1.2
-        assert pane.columns[0].temperature == app.initial_params.temperature
+        assert pane.compare.columns[1].temperature == 1.2
+        assert pane.compare.columns[0].temperature == app.initial_params.temperature
         assert "▶ 2 · T 1.2" in str(bar.render())
 
         done = app.replies_done
@@ -31,7 +31,7 @@ async def test_compare_two_columns_keep_one_and_go_on():
         row = app.query_one(CompareRow)
         columns = list(row.query(ColumnReply))
         assert [c.version.params.temperature for c in columns] == [
-            pane.columns[0].temperature,
+            pane.compare.columns[0].temperature,
             1.2,
         ]
         assert all(c.version.text == "".join(PIECES) for c in columns)
@@ -39,14 +39,14 @@ async def test_compare_two_columns_keep_one_and_go_on():
         # What the engine was asked: one request per column, each with its values and
         # the same seed.
         sent = [params for _, params in source.calls]
-        assert [p.temperature for p in sent] == [pane.columns[0].temperature, 1.2]
+        assert [p.temperature for p in sent] == [pane.compare.columns[0].temperature, 1.2]
         assert sent[0].seed == sent[1].seed is not None
 
         # Column 1 focused (the panel shows its values), then the next message: the row
         # folds into a reply showing column 1's version; both stay as versions.
         await pilot.press("f12")
-        assert pane.column_focus == 0
-        assert app.params.temperature == pane.columns[0].temperature
+        assert pane.compare.focus == 0
+        assert app.params.temperature == pane.compare.columns[0].temperature
         done = app.replies_done
         await submit(pilot, "And the sky?")
         await wait_for(pilot, lambda: app.replies_done > done)
@@ -58,10 +58,10 @@ async def test_compare_two_columns_keep_one_and_go_on():
         # Esc mid-compare stops every column, each kept as stopped.
         source.tokens_per_second = 5
         await submit(pilot, "Once more.")
-        await wait_for(pilot, lambda: pane.columns_stream is not None)
+        await wait_for(pilot, lambda: pane.compare.stream is not None)
         await pilot.pause(0.3)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: pane.columns_stream is None)
+        await wait_for(pilot, lambda: pane.compare.stream is None)
         last = pane.session.chat.turns[-1]
         assert [v.status for v in last.versions] == ["stopped", "stopped"]
 
@@ -84,7 +84,7 @@ async def test_compare_columns_close_back_to_one():
         pane = app.pane
         for _ in range(4):
             await pilot.press("f5")
-        assert len(pane.columns) == 4  # at most four: the fourth F5 says so
+        assert len(pane.compare.columns) == 4  # at most four: the fourth F5 says so
         await pilot.press("shift+f5", "shift+f5", "shift+f5")
-        assert len(pane.columns) == 1
+        assert len(pane.compare.columns) == 1
         assert not pane.query_one(".compare-bar").display

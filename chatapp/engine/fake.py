@@ -19,6 +19,7 @@ from typing import Any
 from chatapp.engine.chat_format import ChatFormat
 from chatapp.engine.columns_each import stream_each
 from chatapp.engine.context import ContextPlan, plan_context
+from chatapp.engine.divergence import Divergence
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import describe_loaded
 from chatapp.engine.types import (
@@ -155,6 +156,16 @@ class FakeTokenSource:
         while not self._resume.wait(0.01) and not self._stop.is_set():
             pass
         self.paused.clear()
+
+    def divergence(
+        self,
+        messages: Sequence[Message],
+        replies: tuple[Sequence[int], Sequence[int]],
+        params: tuple[SamplingParams, SamplingParams],
+        columns: tuple[int, int] = (1, 2),
+    ) -> Divergence | None:
+        """Which stage parted two replies: the fake engine has no stages to say."""
+        return None
 
     def stream_columns(
         self,

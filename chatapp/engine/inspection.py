@@ -43,6 +43,32 @@ def what_if_step(
     return record
 
 
+def stage_trace(
+    engine: ModelParts,
+    messages: Sequence[Message],
+    prefix_ids: Sequence[int],
+    params: SamplingParams,
+    tokens: Sequence[int],
+) -> list[tuple[str, list[float]]]:
+    """After the reply's ``prefix_ids``, each stage's probability of each of ``tokens``
+    under ``params`` (raw first); the caller holds the engine."""
+    import torch
+
+    from chatapp.engine.lens import stage_name
+
+    model = engine.model
+    fitted = engine.plan(messages, params).prompt_ids
+    ids = torch.tensor([fitted + list(prefix_ids)], dtype=torch.long, device=model.device)
+    picks = torch.tensor(list(tokens), dtype=torch.long, device=model.device)
+    with torch.inference_mode(), internals.quiet():
+        scores = model(input_ids=ids, logits_to_keep=1).logits[:, -1, :].float()
+        trace = [("raw", torch.softmax(scores, dim=-1)[0, picks].tolist())]
+        for processor in engine.sampling_stages(engine.generation_config(params), ids):
+            scores = processor(ids, scores)
+            trace.append((stage_name(processor), torch.softmax(scores, dim=-1)[0, picks].tolist()))
+    return trace
+
+
 def replay_steps(
     engine: ModelParts,
     messages: Sequence[Message],

@@ -25,10 +25,11 @@ from chatapp.engine.chat_format import (
 )
 from chatapp.engine.columns import ColumnText, generate_columns
 from chatapp.engine.context import ContextPlan, ContextTooLong, plan_context
+from chatapp.engine.divergence import Divergence, explain, first_step_apart
 from chatapp.engine.generation import TextCallback, TokenCallback, generate_reply
-from chatapp.engine.inspection import replay_steps, what_if_step
+from chatapp.engine.inspection import replay_steps, stage_trace, what_if_step
 from chatapp.engine.kv_cache import KVCache
-from chatapp.engine.lens import LensRecorder, build_processors
+from chatapp.engine.lens import LensRecorder, build_processors, readable_token
 from chatapp.engine.loading import load_model
 from chatapp.engine.prefill import ChunkedPrefill
 from chatapp.engine.protocol import describe_loaded
@@ -386,6 +387,32 @@ class LocalEngine:
             return what_if_step(self, messages, reply_ids, step, params, top_n, fitted_for)
         finally:
             self._lock.release()
+
+    def divergence(
+        self,
+        messages: Sequence[Message],
+        replies: tuple[Sequence[int], Sequence[int]],
+        params: tuple[SamplingParams, SamplingParams],
+        columns: tuple[int, int] = (1, 2),
+    ) -> Divergence | None:
+        """Where two replies to ``messages`` (their token ids, drawn with ``params``)
+        part, and which stage parted them (``chatapp.engine.divergence``)."""
+        step = first_step_apart(*replies)
+        if step is None:
+            return None
+        if step >= min(len(r) for r in replies):
+            ended = columns[0] if len(replies[0]) <= step else columns[1]
+            return Divergence(step, f"step {step + 1}: column {ended}'s reply had ended")
+        drawn = [int(replies[0][step]), int(replies[1][step])]
+        if not self._lock.acquire(blocking=False):
+            raise EngineBusy("A reply is being generated; the comparison waits until it ends.")
+        try:
+            self._switch_int8()
+            traces = tuple(stage_trace(self, messages, replies[0][:step], p, drawn) for p in params)
+        finally:
+            self._lock.release()
+        labels = tuple(readable_token(self.tokenizer, t) for t in drawn)
+        return explain(step, labels, columns, params, traces)  # type: ignore[arg-type]
 
     def replay_lens(
         self,

@@ -13,6 +13,7 @@ from chatapp.engine.types import Capabilities, Int8Status, Message, ReplyStats, 
 if TYPE_CHECKING:  # pragma: no cover
     from chatapp.engine.chat_format import ChatFormat
     from chatapp.engine.context import ContextPlan
+    from chatapp.engine.divergence import Divergence
     from chatapp.params import SamplingParams
 
 
@@ -77,6 +78,16 @@ class Engine(Protocol):
         cancel: threading.Event | None = None,
     ) -> list[ReplyStats]:
         """One reply per entry of ``columns`` to the same messages (compare, sweep)."""
+        ...
+
+    def divergence(
+        self,
+        messages: Sequence[Message],
+        replies: tuple[Sequence[int], Sequence[int]],
+        params: tuple[SamplingParams, SamplingParams],
+        columns: tuple[int, int] = (1, 2),
+    ) -> Divergence | None:
+        """Where two replies part and which stage parted them (None: not known here)."""
         ...
 
     def stop(self) -> None: ...

@@ -37,6 +37,9 @@ AUTO_RULE = (
 )
 # --compile's default: the modes whose weights torch.compile runs faster on CUDA.
 COMPILE_AUTO_MODES = ("none", "ao-int8")
+# Up to this many rows a matmul is a decode step (one token per reply of a batch: 16 is
+# the sweep's batch), memory-bound: int8-dynamic multiplies them by the int8 copy.
+DECODE_ROWS = 16
 # Making the int8 copy costs a few seconds up front and saves time on every decode step
 # (bench/engine_modes.py): a single reply shorter than this is faster without it.
 QUANT_PAYS_AFTER_TOKENS = 768
@@ -254,8 +257,11 @@ def _decode_int8_linear_class() -> Any:
     class DecodeInt8Linear(torch.nn.Module):  # type: ignore[misc]  # torch is not analysed
         """A ``Linear`` that multiplies one token's activations by int8 weights.
 
-        One row (decode): the activations are quantized for that token alone (dynamic,
-        per call) and fbgemm multiplies them by the weights' int8 copy: a quarter of the
+        One row (decode), or one token of each of a few sequences (the compare columns'
+        and sweep samples' decode step, ``DECODE_ROWS``): the activations are quantized per
+        call (a batch's rows share one scale, so a batched row can differ from the same
+        row alone: bench/compare.py counts the flips), and fbgemm multiplies them by the
+        weights' int8 copy: a quarter of the
         float32 bytes to read, half of bf16's. Several rows (prefill): the float weights,
         whose matmul is compute-bound and exact. The output head sees one row in both
         phases (generate keeps only the last position's logits), so every sampled
@@ -294,7 +300,12 @@ def _decode_int8_linear_class() -> Any:
             return self.linear.bias
 
         def forward(self, x: Any) -> Any:
-            if x.numel() != x.shape[-1] or not self.copy.on:  # prefill, or no int8 yet
+            # A decode step: one token per sequence ([batch, 1, features]), a few
+            # sequences. A prompt's rows differ wildly in size (the first token's are
+            # huge), and one scale for them all would crush the others: float weights.
+            tokens = x.shape[-2] if x.dim() >= 2 else 1
+            rows = x.numel() // x.shape[-1]
+            if tokens != 1 or rows > DECODE_ROWS or not self.copy.on:
                 return self.linear(x)
             out = internals.int8_linear_dynamic(x.float(), self.packed, self.reduce_range)
             return out.to(x.dtype)

@@ -33,6 +33,7 @@ from chatapp.engine.chat_format import (
 )
 from chatapp.engine.columns_each import stream_each
 from chatapp.engine.context import ContextPlan, plan_context
+from chatapp.engine.divergence import Divergence
 from chatapp.engine.servers import (
     KINDS,
     TOP_LOGPROBS,
@@ -245,6 +246,16 @@ class RemoteEngine:
 
     def replay_lens(self, *args: Any, **kwargs: Any) -> list[StepRecord]:
         raise EngineError("A server's lens exists only for replies recorded while the lens was on.")
+
+    def divergence(
+        self,
+        messages: Sequence[Message],
+        replies: tuple[Sequence[int], Sequence[int]],
+        params: tuple[SamplingParams, SamplingParams],
+        columns: tuple[int, int] = (1, 2),
+    ) -> Divergence | None:
+        """Which stage parted two replies: a server gives no whole distribution to follow."""
+        return None
 
     def stream_columns(
         self,

@@ -197,10 +197,10 @@ class ChatApp(App[int]):
     async def action_compare(self, what: str) -> None:
         """Compare: F5 adds a column (a copy of the focused one), Shift+F5 closes the
         focused one, F12 focuses the next; "keep" continues from the focused one."""
-        pane = self.pane
-        actions = {"add": pane.add_column, "close": pane.close_column, "next": pane.next_column}
+        compare = self.pane.compare
+        actions = {"add": compare.add, "close": compare.close, "next": compare.next}
         if what == "keep":
-            await pane.keep_column()
+            await compare.keep()
         else:
             actions[what]()
 

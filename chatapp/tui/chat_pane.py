@@ -25,14 +25,9 @@ from chatapp.engine.request_queue import RequestQueue
 from chatapp.engine.types import Message, ReplyStats
 from chatapp.params import SamplingParams
 from chatapp.store import ChatStore
-from chatapp.tui.chat_log import AssistantMessage, ChatLog, UserMessage
-from chatapp.tui.compare import (
-    MAX_COLUMNS,
-    ColumnsFinished,
-    ColumnsStream,
-    CompareRow,
-    bar_text,
-)
+from chatapp.tui.chat_log import AssistantMessage, ChatLog
+from chatapp.tui.compare import ColumnsFinished, PartingFound
+from chatapp.tui.compare_mode import CompareMode
 from chatapp.tui.events import ReplyFinished
 from chatapp.tui.reply_stream import ReplyStream
 
@@ -85,10 +80,7 @@ class ChatPane(Vertical):
         self.session = ChatSession(history, system)
         # The values the next reply is sampled with: one set, or one per compare column
         # (``params`` is the focused column's, which the panel edits).
-        self.columns: list[SamplingParams] = [params]
-        self.column_focus = 0
-        self.compare_row: CompareRow | None = None  # the last compare, not folded yet
-        self.columns_stream: ColumnsStream | None = None
+        self.compare = CompareMode(self, params)
         self.engine: Engine | None = None  # set once the model is ready
         self.queue = RequestQueue()
         self.stream: ReplyStream | None = None  # the reply streaming now, if any
@@ -102,13 +94,7 @@ class ChatPane(Vertical):
         yield ChatLog()
 
     def on_mount(self) -> None:
-        self._show_columns()
-
-    def _show_columns(self) -> None:
-        bar = self.query_one(".compare-bar", Static)
-        bar.display = len(self.columns) > 1
-        if bar.display:
-            bar.update(bar_text(self.columns, self.column_focus))
+        self.compare.show_bar()
 
     @on(events.Click)
     def _clicked(self) -> None:
@@ -121,18 +107,15 @@ class ChatPane(Vertical):
 
     @property
     def params(self) -> SamplingParams:
-        return self.columns[self.column_focus]
+        return self.compare.columns[self.compare.focus]
 
     @params.setter
     def params(self, value: SamplingParams) -> None:
-        if value != self.columns[self.column_focus]:
-            self.columns[self.column_focus] = value
-            if self.is_mounted:
-                self._show_columns()
+        self.compare.set_params(value)
 
     @property
     def streaming(self) -> bool:
-        return self.stream is not None or self.columns_stream is not None
+        return self.stream is not None or self.compare.stream is not None
 
     def attach(self, engine: Engine, queue: RequestQueue) -> None:
         """The model is ready: replies go to ``engine``, taking turns through ``queue``."""
@@ -174,11 +157,11 @@ class ChatPane(Vertical):
         if not self.can_send(text):
             return False
         accepted()
-        await self.keep_column()
+        await self.compare.keep()
         turn = self.session.add_user(text)
         index = len(self.session.chat.turns) - 1
-        if len(self.columns) > 1:
-            await self._send_compare(turn, index)
+        if len(self.compare.columns) > 1:
+            await self.compare.send(turn, index)
             return True
         self._begin_version(index)
         await self.log.add_turn(turn, index)
@@ -234,8 +217,8 @@ class ChatPane(Vertical):
 
     def stop(self) -> bool:
         """Esc: stop this pane's reply (or take it out of the queue); False if none."""
-        if self.columns_stream is not None:
-            self.columns_stream.stop()
+        if self.compare.stream is not None:
+            self.compare.stream.stop()
         elif self.stream is not None:
             self.stream.stop()
         else:
@@ -285,94 +268,18 @@ class ChatPane(Vertical):
             self._say(f"Done · {stats.summary()} · context {used:,}{window}")
         self.post_message(self.ReplyEnded(self, reply, failed=bool(error)))
 
-    # -- compare ---------------------------------------------------------------------------
-    def add_column(self) -> bool:
-        """Another compare column, a copy of the focused one's values; it becomes the
-        focused one. False (and says why) at the most columns."""
-        if len(self.columns) >= MAX_COLUMNS:
-            self.notify(f"At most {MAX_COLUMNS} columns.", severity="warning")
-            return False
-        self.columns.append(self.params)
-        self._focus_column(len(self.columns) - 1)
-        return True
-
-    def close_column(self) -> None:
-        """Close the focused column (one left: compare is off)."""
-        if len(self.columns) > 1:
-            del self.columns[self.column_focus]
-            self._focus_column(min(self.column_focus, len(self.columns) - 1))
-
-    def next_column(self) -> None:
-        self._focus_column((self.column_focus + 1) % len(self.columns))
-
-    def _focus_column(self, index: int) -> None:
-        self.column_focus = index
-        if self.compare_row is not None and self.columns_stream is None:
-            turn = self.compare_row.turn
-            shown = self.compare_row.first_version + min(index, len(self.compare_row.columns) - 1)
-            self.session.show_version(turn, shown)
-        if self.compare_row is not None:
-            self.compare_row.mark(index)
-        self._show_columns()
-        self.post_message(self.ColumnFocused(self))
-        if len(self.columns) > 1:
-            self._say(
-                f"Compare: column {index + 1} of {len(self.columns)} · the panel edits it · "
-                "F12 next column · F5 add · Shift+F5 close"
-            )
-        else:
-            self._say("Compare off: one reply per message")
-
-    async def keep_column(self) -> None:
-        """The chat continues from the focused column's reply: the last compare row folds
-        into an ordinary reply showing it (the other columns stay as its versions)."""
-        row, self.compare_row = self.compare_row, None
-        if row is None or not row.is_mounted:
-            return
-        keep = row.first_version + min(self.column_focus, len(row.columns) - 1)
-        self.session.show_version(row.turn, keep)
-        reply = AssistantMessage(row.turn, row.turn_index)
-        await self.log.mount(reply, after=row)
-        await row.remove()
-        reply.show_heat(self.heat_on)
-
-    async def _send_compare(self, turn, index: int) -> None:  # noqa: ANN001
-        assert self.engine is not None
-        first = len(turn.versions)
-        for params in self.columns:
-            self.session.start_reply(
-                turn, params, self.engine.model_name, self.engine.engine_label()
-            )
-        row = CompareRow(turn, index, first)
-        await self.log.mount_all([UserMessage(turn, index), row])
-        row.mark(self.column_focus)
-        self.compare_row = row
-        self.log.scroll_end(animate=False)
-        self.columns_stream = ColumnsStream(
-            self, self.log, row, self.session, self.engine, self.queue
-        )
-        self.post_message(self.ReplyStarted(self))
-        self._say(f"Generating {len(self.columns)} replies side by side · Esc stops")
-        self.columns_stream.start(self.session.chat.messages(upto=index))
-
+    # -- compare (chatapp.tui.compare_mode) ------------------------------------------------
     @on(ColumnsFinished)
     def _columns_finished(self, event: ColumnsFinished) -> None:
         event.stop()
-        stream, self.columns_stream = self.columns_stream, None
-        if stream is None:
-            return
-        stream.finish(event)
-        self.replies_done += 1
-        if event.error:
-            self.notify(event.error, title="Generation failed", severity="error")
-            self._say("Generation failed: " + event.error)
-        else:
-            self._say(
-                f"Done · {len(stream.versions)} replies · the chat continues from column "
-                f"{self.column_focus + 1} (F12: another)"
-            )
-        self._focus_column(min(self.column_focus, len(self.columns) - 1))
-        self.post_message(self.ReplyEnded(self, None, failed=bool(event.error)))
+        self.compare.finished(event)
+
+    @on(PartingFound)
+    def _parting_found(self, event: PartingFound) -> None:
+        event.stop()
+        columns = event.row.columns if event.row.is_mounted else []
+        if event.column < len(columns):
+            columns[event.column].show_parting(event.text)
 
     def show_context(self, reply: AssistantMessage, stats: ReplyStats) -> None:
         """Say at the reply what the window forced, and dim the turns left out."""
@@ -398,7 +305,7 @@ class ChatPane(Vertical):
         stream, self.stream = self.stream, None
         if stream is not None:
             stream.keep_partial()
-        columns, self.columns_stream = self.columns_stream, None
+        columns, self.compare.stream = self.compare.stream, None
         if columns is not None:
             columns.keep_partial()
 
@@ -428,7 +335,7 @@ class ChatPane(Vertical):
 
     async def show_session_chat(self) -> None:
         """Show the session's chat from the start (a new or opened chat)."""
-        self.compare_row = None
+        self.compare.row = None
         await self.log.show_chat(self.session.chat)
         if self.engine is not None:
             self.engine.reset()  # the KV cache is rebuilt from the next message's prompt

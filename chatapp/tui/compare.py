@@ -59,6 +59,16 @@ class ColumnsFinished(TextualMessage):
         self.error = error
 
 
+class PartingFound(TextualMessage):
+    """Where one column's reply parts from column 1's (``chatapp.engine.divergence``)."""
+
+    def __init__(self, row: CompareRow, column: int, text: str) -> None:
+        super().__init__()
+        self.row = row
+        self.column = column
+        self.text = text
+
+
 class ColumnReply(Vertical):
     """One column of a compare row: its header, its reply and how it ended."""
 
@@ -72,6 +82,16 @@ class ColumnReply(Vertical):
         yield Static(self._header, classes="column-header", markup=False)
         yield ReplyText(self.version.text)
         yield Static(self.version.params.summary() + " · generating…", classes="meta")
+        yield Static("", classes="parting", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(".parting", Static).display = False
+
+    def show_parting(self, text: str) -> None:
+        """Where this column's reply parts from column 1's, and why."""
+        parting = self.query_one(".parting", Static)
+        parting.update(text)
+        parting.display = bool(text)
 
     @property
     def body(self) -> ReplyText:
@@ -187,6 +207,30 @@ class ColumnsStream:
                 with self._lock:
                     self.texts[index] += "".join(self._pending[index])
                 self.session.abandon_reply(version, self.texts[index])
+
+    def explain_partings(self, messages: list[Message]) -> None:
+        """On a worker thread: for each column after the first, where its reply parts
+        from column 1's and which stage parted them, posted to the row's pane."""
+        versions = self.versions
+
+        def work() -> None:
+            first = versions[0]
+            for number, version in enumerate(versions[1:], start=2):
+                if first.stats is None or version.stats is None:
+                    return
+                try:
+                    found = self.engine.divergence(
+                        messages,
+                        (first.stats.token_ids, version.stats.token_ids),
+                        (first.params, version.params),
+                        (1, number),
+                    )
+                except EngineError:  # another pane's reply took the engine: skip
+                    return
+                text = found.text if found is not None else "the same tokens as column 1"
+                self.owner.post_message(PartingFound(self.row, number - 1, text))
+
+        self.owner.run_worker(work, thread=True, group="parting", name="parting")
 
     def finish(self, event: ColumnsFinished) -> None:
         """Every reply saved whole with its stats, and drawn whole."""
