@@ -23,6 +23,9 @@ COLUMNS = [
 
 
 def single(engine, params):
+    """The single reply, from an empty cache as the batch's was (a reused cache computes
+    the prompt's last token apart from the rest, which can move a near-tie)."""
+    engine.reset()
     return engine.stream_reply(MESSAGES, params, wait=True)
 
 
@@ -30,6 +33,7 @@ def single(engine, params):
 def test_each_column_is_its_single_reply(engine32, count):
     columns = COLUMNS[:count]
     pieces: dict[int, list[str]] = {i: [] for i in range(count)}
+    engine32.reset()
     batch = engine32.stream_columns(
         MESSAGES, columns, lambda row, piece: pieces[row].append(piece), wait=True
     )
@@ -84,6 +88,7 @@ async def test_compare_in_the_app_gives_each_column_its_single_reply(engine32):
     from chatapp.tui.compare import ColumnReply
     from tests.tui_helpers import ready, set_field, submit, wait_for
 
+    engine32.reset()  # the compare and each single reply below from an empty cache
     app = ChatApp(lambda progress: engine32, BASE.replace(do_sample=True, seed=None))
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
@@ -98,6 +103,7 @@ async def test_compare_in_the_app_gives_each_column_its_single_reply(engine32):
         versions = [c.version for c in columns]
     assert versions[0].seed == versions[1].seed is not None
     for version in versions:
+        engine32.reset()
         alone = single(engine32, version.params.replace(seed=version.seed))
         assert version.stats.token_ids == alone.token_ids
         assert version.text == alone.text
@@ -177,7 +183,8 @@ def test_one_column_on_the_cpus_fast_mode_is_the_single_reply(engine_int8):
     single reply, prompt and draw alike (a prompt's rows never share the int8 path's one
     activation scale: a batch's decode rows do, which bench/compare.py counts)."""
     params = BASE.replace(do_sample=True, temperature=0.9, top_p=0.5)
-    (row,) = engine_int8.stream_columns(MESSAGES, [params], wait=True)
+    engine_int8.reset()  # both from an empty cache: a reused prompt's last token is a
+    (row,) = engine_int8.stream_columns(MESSAGES, [params], wait=True)  # one-row (int8) step
     alone = single(engine_int8, params)
     assert engine_int8.survivor_sampling
     assert row.token_ids == alone.token_ids and row.text == alone.text

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from chatapp.engine import framework_internals as internals
 from chatapp.engine.decoding import IncrementalDecoder
-from chatapp.engine.lens import add_sampled, analyze_step
+from chatapp.engine.divergence import Divergence, explain, first_step_apart
+from chatapp.engine.lens import add_sampled, analyze_step, readable_token
 from chatapp.engine.model_parts import ModelParts
 from chatapp.engine.types import Message, StepRecord
 from chatapp.params import SamplingParams
@@ -129,3 +130,30 @@ def clip_pieces(steps: list[StepRecord], length: int) -> None:
         room = max(0, length - used)
         step.piece = step.piece[:room]
         used += len(step.piece)
+
+
+def find_divergence(
+    engine: ModelParts,
+    messages: Sequence[Message],
+    replies: tuple[Sequence[int], Sequence[int]],
+    params: tuple[SamplingParams, SamplingParams],
+    columns: tuple[int, int],
+) -> Divergence | None:
+    """``LocalEngine.divergence``; the caller holds the engine."""
+    step = first_step_apart(*replies)
+    if step is None:
+        return None
+    if step >= min(len(r) for r in replies):
+        ended = columns[0] if len(replies[0]) <= step else columns[1]
+        return Divergence(step, f"step {step + 1}: column {ended}'s reply had ended")
+    drawn = [int(replies[0][step]), int(replies[1][step])]
+    prefix = replies[0][:step]
+    traces = (
+        stage_trace(engine, messages, prefix, params[0], drawn),
+        stage_trace(engine, messages, prefix, params[1], drawn),
+    )
+    labels = (
+        readable_token(engine.tokenizer, drawn[0]),
+        readable_token(engine.tokenizer, drawn[1]),
+    )
+    return explain(step, labels, columns, params, traces)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from chatapp.engine import framework_internals as internals
@@ -25,11 +26,11 @@ from chatapp.engine.chat_format import (
 )
 from chatapp.engine.columns import ColumnText, generate_columns
 from chatapp.engine.context import ContextPlan, ContextTooLong, plan_context
-from chatapp.engine.divergence import Divergence, explain, first_step_apart
+from chatapp.engine.divergence import Divergence
 from chatapp.engine.generation import TextCallback, TokenCallback, generate_reply
-from chatapp.engine.inspection import replay_steps, stage_trace, what_if_step
+from chatapp.engine.inspection import find_divergence, replay_steps, what_if_step
 from chatapp.engine.kv_cache import KVCache
-from chatapp.engine.lens import LensRecorder, build_processors, readable_token
+from chatapp.engine.lens import LensRecorder, build_processors
 from chatapp.engine.loading import load_model
 from chatapp.engine.prefill import ChunkedPrefill
 from chatapp.engine.protocol import describe_loaded
@@ -380,13 +381,8 @@ class LocalEngine:
     ) -> StepRecord:
         """Step ``step`` of a finished reply, recomputed under other ``params``; the prompt
         is fitted to the window as it was for the reply's own values (``fitted_for``)."""
-        if not self._lock.acquire(blocking=False):
-            raise EngineBusy("A reply is being generated; the what-if waits until it ends.")
-        try:
-            self._switch_int8()
+        with self._inspecting("the what-if"):
             return what_if_step(self, messages, reply_ids, step, params, top_n, fitted_for)
-        finally:
-            self._lock.release()
 
     def divergence(
         self,
@@ -397,22 +393,8 @@ class LocalEngine:
     ) -> Divergence | None:
         """Where two replies to ``messages`` (their token ids, drawn with ``params``)
         part, and which stage parted them (``chatapp.engine.divergence``)."""
-        step = first_step_apart(*replies)
-        if step is None:
-            return None
-        if step >= min(len(r) for r in replies):
-            ended = columns[0] if len(replies[0]) <= step else columns[1]
-            return Divergence(step, f"step {step + 1}: column {ended}'s reply had ended")
-        drawn = [int(replies[0][step]), int(replies[1][step])]
-        if not self._lock.acquire(blocking=False):
-            raise EngineBusy("A reply is being generated; the comparison waits until it ends.")
-        try:
-            self._switch_int8()
-            traces = tuple(stage_trace(self, messages, replies[0][:step], p, drawn) for p in params)
-        finally:
-            self._lock.release()
-        labels = tuple(readable_token(self.tokenizer, t) for t in drawn)
-        return explain(step, labels, columns, params, traces)  # type: ignore[arg-type]
+        with self._inspecting("the comparison"):
+            return find_divergence(self, messages, replies, params, columns)
 
     def replay_lens(
         self,
@@ -424,11 +406,17 @@ class LocalEngine:
     ) -> list[StepRecord]:
         """Every step's lens table for a finished reply, recomputed from its token ids and
         parameters. With ``text`` (the reply as shown), the pieces stop where it ends."""
+        with self._inspecting("the lens"):
+            return replay_steps(self, messages, token_ids, params, top_n, text)
+
+    @contextmanager
+    def _inspecting(self, what: str) -> Iterator[None]:
+        """Hold the engine for a look at a finished reply, or say it is busy."""
         if not self._lock.acquire(blocking=False):
-            raise EngineBusy("A reply is being generated; the lens waits until it ends.")
+            raise EngineBusy(f"A reply is being generated; {what} waits until it ends.")
         try:
             self._switch_int8()
-            return replay_steps(self, messages, token_ids, params, top_n, text)
+            yield
         finally:
             self._lock.release()
 

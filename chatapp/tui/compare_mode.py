@@ -3,7 +3,7 @@ and its stream (the widgets and the stream are in ``chatapp.tui.compare``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from textual.widgets import Static
 
@@ -18,15 +18,12 @@ from chatapp.tui.compare import (
     bar_text,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from chatapp.tui.chat_pane import ChatPane
-
 
 class CompareMode:
     """One column of values (compare off), or two to four; the panel edits ``focus``'s."""
 
-    def __init__(self, pane: ChatPane, params: SamplingParams) -> None:
-        self.pane = pane
+    def __init__(self, pane: Any, params: SamplingParams) -> None:
+        self.pane = pane  # the ChatPane that owns it (which imports this module)
         self.columns: list[SamplingParams] = [params]
         self.focus = 0
         self.row: CompareRow | None = None  # the last compare, not folded yet
