@@ -279,7 +279,11 @@ class ChatPane(Vertical):
         event.stop()
         columns = event.row.columns if event.row.is_mounted else []
         if event.column < len(columns):
+            log = self.log
+            at_end = log.scroll_y >= log.max_scroll_y - 1
             columns[event.column].show_parting(event.text)
+            if at_end:  # the line comes after the reply ended: keep the chat's end in view
+                log.call_after_refresh(log.scroll_end, animate=False)
 
     def show_context(self, reply: AssistantMessage, stats: ReplyStats) -> None:
         """Say at the reply what the window forced, and dim the turns left out."""

@@ -227,6 +227,8 @@ class ColumnsStream:
                     )
                 except EngineError:  # another pane's reply took the engine: skip
                     return
+                if found is None and first.stats.token_ids != version.stats.token_ids:
+                    continue  # the engine cannot say (a server, the fake engine)
                 text = found.text if found is not None else "the same tokens as column 1"
                 self.owner.post_message(PartingFound(self.row, number - 1, text))
 

@@ -64,13 +64,9 @@ class CompareMode:
     def focus_on(self, index: int) -> None:
         """Column ``index`` is the focused one: the panel shows it, and the last compare's
         reply in that column is the one the chat continues from."""
-        pane, row = self.pane, self.row
+        pane = self.pane
         self.focus = index
-        if row is not None and self.stream is None:
-            shown = row.first_version + min(index, len(row.columns) - 1)
-            pane.session.show_version(row.turn, shown)
-        if row is not None:
-            row.mark(index)
+        self._show_focused()
         self.show_bar()
         pane.post_message(pane.ColumnFocused(pane))
         if len(self.columns) > 1:
@@ -83,6 +79,16 @@ class CompareMode:
             )
         else:
             pane.post_message(pane.Status(pane, "Compare off: one reply per message"))
+
+    def _show_focused(self) -> None:
+        """The last compare marks the focused column, whose reply the turn shows."""
+        row = self.row
+        if row is None:
+            return
+        if self.stream is None:
+            shown = row.first_version + min(self.focus, len(row.columns) - 1)
+            self.pane.session.show_version(row.turn, shown)
+        row.mark(self.focus)
 
     async def keep(self) -> None:
         """The chat continues from the focused column's reply: the last compare row folds
@@ -135,6 +141,6 @@ class CompareMode:
                 f"Done · {len(stream.versions)} replies · the chat continues from column "
                 f"{self.focus + 1} (F12: another)"
             )
-        self.focus_on(min(self.focus, len(self.columns) - 1))
+        self._show_focused()
         pane.post_message(pane.Status(pane, text))
         pane.post_message(pane.ReplyEnded(pane, None, failed=bool(event.error)))
