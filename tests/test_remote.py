@@ -498,3 +498,28 @@ def test_a_server_killed_mid_reply_keeps_the_partial_reply(server, served):
     assert isinstance(error, ReplyInterrupted), error
     assert "The reply so far is kept" in str(error)
     assert error.stats.text and error.stats.text == "".join(pieces)
+
+
+def test_compare_columns_go_to_the_server_at_once_each_with_its_values():
+    """A compare on a server: one request per column, all in flight together (the first
+    column's stream waits, inside its own callback, until every request has arrived: one
+    after another, they never would), each with its own values and the shared seed."""
+    with StubServer(["a", "b", "c"], delay=0.05) as stub:
+        remote = RemoteEngine(stub.url, kind="vllm")
+        columns = [SamplingParams(temperature=t, max_new_tokens=8) for t in (0.5, 1.0, 1.5)]
+        arrived = threading.Event()
+
+        def on_text(row, piece):
+            if row == 0 and not arrived.is_set():
+                deadline = time.monotonic() + 5
+                while len(stub.bodies("/v1/chat/completions")) < 3:
+                    assert time.monotonic() < deadline, "the other columns' requests waited"
+                    time.sleep(0.01)
+                arrived.set()
+
+        rows = remote.stream_columns([Message("user", "hi")], columns, on_text, seeds=[9, 9, 9])
+    assert [r.text for r in rows] == ["abc"] * 3
+    bodies = stub.bodies("/v1/chat/completions")
+    assert sorted(b["temperature"] for b in bodies) == [0.5, 1.0, 1.5]
+    assert {b["seed"] for b in bodies} == {9}
+    assert arrived.is_set() and not remote.busy

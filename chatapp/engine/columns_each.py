@@ -22,7 +22,7 @@ def row_seeds(columns: Sequence[SamplingParams], seed: int | None = None) -> lis
 
 
 def stream_each(
-    stream_reply: StreamOne,
+    stream_reply: StreamOne | Sequence[StreamOne],
     messages: Sequence[Message],
     columns: Sequence[SamplingParams],
     on_text: Callable[[int, str], None],
@@ -30,8 +30,9 @@ def stream_each(
     cancel: threading.Event | None,
     concurrent: bool,
 ) -> list[ReplyStats]:
-    """One ``stream_reply`` per row, each with its row's seed; the replies in row order.
-    The first failure is raised once every row has ended."""
+    """One ``stream_reply`` per row (or row ``i``'s own, ``stream_reply[i]``), each with
+    its row's seed; the replies in row order. The first failure is raised once every row
+    has ended."""
     seeds = list(seeds) if seeds is not None else row_seeds(columns)
     cancel = cancel if cancel is not None else threading.Event()
     results: list[ReplyStats | None] = [None] * len(columns)
@@ -41,8 +42,9 @@ def stream_each(
         params = columns[index]
         if params.do_sample:
             params = params.replace(seed=seeds[index])
+        call = stream_reply if callable(stream_reply) else stream_reply[index]
         try:
-            results[index] = stream_reply(
+            results[index] = call(
                 messages, params, lambda piece: on_text(index, piece), wait=True, cancel=cancel
             )
         except BaseException as exc:  # noqa: BLE001 - raised below, after the others end

@@ -15,6 +15,7 @@ Imports no torch and no transformers (an import-linter contract keeps it so).
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import secrets
@@ -117,6 +118,7 @@ class RemoteEngine:
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._request: _Request | None = None  # the reply being streamed
+        self._lanes: list[RemoteEngine] = []  # compare columns' requests, while they run
         self._started = time.perf_counter()
         info = self._probe(detect=kind is None)
         self.models: list[str] = info["models"]
@@ -203,6 +205,8 @@ class RemoteEngine:
         """End the running reply at once: the reply returns what it has, and the stream
         is closed, which is what makes the server stop generating."""
         self._cancel.set()
+        for lane in self._lanes:
+            lane.stop()
         request = self._request
         if request is not None:
             request.chunks.put(_STOPPED)
@@ -268,8 +272,21 @@ class RemoteEngine:
         wait: bool = False,
         cancel: threading.Event | None = None,
     ) -> list[ReplyStats]:
-        """One reply per entry of ``columns``: a request each (``columns_each``)."""
-        return stream_each(self.stream_reply, messages, columns, on_text, seeds, cancel, False)
+        """One reply per entry of ``columns``: a request each, all at once (each on a
+        lane of its own: the client and what was probed shared, the request state not)."""
+        lanes = [self._lane() for _ in columns]
+        self._lanes = lanes
+        try:
+            calls = [lane.stream_reply for lane in lanes]
+            return stream_each(calls, messages, columns, on_text, seeds, cancel, True)
+        finally:
+            self._lanes = []
+
+    def _lane(self) -> RemoteEngine:
+        lane = copy.copy(self)
+        lane._cancel, lane._lock, lane._request = threading.Event(), threading.Lock(), None
+        lane._lanes = []
+        return lane
 
     def stream_reply(
         self,
