@@ -98,3 +98,17 @@ def explain(
         f"'{labels[0]}' (p {final[0][0]:.3f}), column {columns[1]} drew "
         f"'{labels[1]}' (p {final[1][1]:.3f})",
     )
+
+
+class StagesUnknown:
+    """The ``divergence`` of an engine that cannot follow a token through the stages:
+    a server (no whole distribution) or the fake engine. It says nothing."""
+
+    def divergence(
+        self,
+        messages: Sequence[object],
+        replies: tuple[Sequence[int], Sequence[int]],
+        params: tuple[SamplingParams, SamplingParams],
+        columns: tuple[int, int] = (1, 2),
+    ) -> Divergence | None:
+        return None

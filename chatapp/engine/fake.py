@@ -19,7 +19,7 @@ from typing import Any
 from chatapp.engine.chat_format import ChatFormat
 from chatapp.engine.columns_each import stream_each
 from chatapp.engine.context import ContextPlan, plan_context
-from chatapp.engine.divergence import Divergence
+from chatapp.engine.divergence import StagesUnknown
 from chatapp.engine.lens import LensRecorder
 from chatapp.engine.protocol import describe_loaded
 from chatapp.engine.types import (
@@ -66,7 +66,7 @@ def _made_up_step(index: int, piece: str) -> StepRecord:
     )
 
 
-class FakeTokenSource:
+class FakeTokenSource(StagesUnknown):
     """Streams ``pieces`` (one per 'token') at ``tokens_per_second``."""
 
     def __init__(
@@ -156,16 +156,6 @@ class FakeTokenSource:
         while not self._resume.wait(0.01) and not self._stop.is_set():
             pass
         self.paused.clear()
-
-    def divergence(
-        self,
-        messages: Sequence[Message],
-        replies: tuple[Sequence[int], Sequence[int]],
-        params: tuple[SamplingParams, SamplingParams],
-        columns: tuple[int, int] = (1, 2),
-    ) -> Divergence | None:
-        """Which stage parted two replies: the fake engine has no stages to say."""
-        return None
 
     def stream_columns(
         self,

@@ -34,7 +34,7 @@ from chatapp.engine.chat_format import (
 )
 from chatapp.engine.columns_each import stream_each
 from chatapp.engine.context import ContextPlan, plan_context
-from chatapp.engine.divergence import Divergence
+from chatapp.engine.divergence import StagesUnknown
 from chatapp.engine.servers import (
     KINDS,
     TOP_LOGPROBS,
@@ -86,7 +86,7 @@ class _Request:
                 pass
 
 
-class RemoteEngine:
+class RemoteEngine(StagesUnknown):
     """An OpenAI-compatible server, behind the same ``Engine`` protocol as the local model."""
 
     def __init__(
@@ -251,16 +251,6 @@ class RemoteEngine:
     def replay_lens(self, *args: Any, **kwargs: Any) -> list[StepRecord]:
         raise EngineError("A server's lens exists only for replies recorded while the lens was on.")
 
-    def divergence(
-        self,
-        messages: Sequence[Message],
-        replies: tuple[Sequence[int], Sequence[int]],
-        params: tuple[SamplingParams, SamplingParams],
-        columns: tuple[int, int] = (1, 2),
-    ) -> Divergence | None:
-        """Which stage parted two replies: a server gives no whole distribution to follow."""
-        return None
-
     def stream_columns(
         self,
         messages: Sequence[Message],
@@ -284,9 +274,13 @@ class RemoteEngine:
 
     def _lane(self) -> RemoteEngine:
         lane = copy.copy(self)
-        lane._cancel, lane._lock, lane._request = threading.Event(), threading.Lock(), None
-        lane._lanes = []
+        lane.forget_requests()
         return lane
+
+    def forget_requests(self) -> None:
+        """No request of its own yet (a lane: a copy, which shares the original's)."""
+        self._cancel, self._lock, self._request = threading.Event(), threading.Lock(), None
+        self._lanes = []
 
     def stream_reply(
         self,
