@@ -76,3 +76,16 @@ def test_a_top_k_of_one_parts_two_columns_at_the_first_sampled_token(engine32):
     assert found.step == step
     assert found.column == 1 and found.stage == "top_k", found.text
     assert "column 1's top-k 1 removed" in found.text and 0 < found.prob < 1
+
+
+def test_when_each_columns_stages_removed_the_others_token_both_are_said():
+    column1 = [("raw", [0.5, 0.3]), ("top_k", [1.0, 0.0])]  # top-k 1 removed "b"
+    column2 = [("raw", [0.5, 0.3]), ("min_p", [0.0, 1.0])]  # (a made-up stage order)
+    found = explain(
+        1, ("a", "b"), (1, 2), (BASE.replace(top_k=1), BASE.replace(min_p=0.9)), (column1, column2)
+    )
+    assert found.column == 2 and found.stage == "min_p"
+    assert found.text == (
+        "step 2: column 2's min-p 0.9 removed 'a' (p 0.500), which column 1 drew; "
+        "and column 1's top-k 1 removed 'b' (p 0.300), which column 2 drew"
+    )

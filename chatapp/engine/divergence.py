@@ -77,20 +77,28 @@ def explain(
     """Why the replies of ``columns`` (numbers, e.g. 1 and 2) part at ``step``: each
     trace follows both drawn tokens (first: the first column's) through that column's
     stages."""
-    for side in (1, 0):  # the other column's stages first: they changed something
+    # The later column's stages first (they are what the user changed); when each
+    # column's stages removed the other's token, both are said.
+    found = []
+    for side in (1, 0):
         other = 1 - side
-        found = removal(traces[side], other)
-        if found is not None:
-            stage, prob = found
-            label = stage_label(stage, params[side])
-            return Divergence(
-                step,
-                f"step {step + 1}: column {columns[side]}'s {label} removed "
-                f"'{labels[other]}' (p {prob:.3f}), which column {columns[other]} drew",
-                columns[side],
-                stage,
-                prob,
+        removed = removal(traces[side], other)
+        if removed is not None:
+            stage, prob = removed
+            found.append(
+                Divergence(
+                    step,
+                    f"column {columns[side]}'s {stage_label(stage, params[side])} removed "
+                    f"'{labels[other]}' (p {prob:.3f}), which column {columns[other]} drew",
+                    columns[side],
+                    stage,
+                    prob,
+                )
             )
+    if found:
+        first = found[0]
+        first.text = f"step {step + 1}: " + "; and ".join(d.text for d in found)
+        return first
     final = [trace[-1][1] for trace in traces]
     return Divergence(
         step,
