@@ -5,6 +5,7 @@ CSV on stdout (progress on stderr). The sweep is saved in the history, as a chat
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -88,9 +89,7 @@ def run(args: argparse.Namespace, params: SamplingParams | None) -> int:
     except EngineError as exc:
         return _fail(str(exc), 1)
     heap.loaded()
-    total = args.samples
-    for values in grid.values():
-        total *= len(values)
+    total = args.samples * math.prod(len(values) for values in grid.values())
     print(f"chatapp: sweeping {total} samples…", file=sys.stderr, flush=True)
     try:
         run_sweep(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from chatapp.engine import framework_internals as internals
 from chatapp.engine.chat_format import (
@@ -58,6 +58,8 @@ LOCAL_CAPABILITIES = Capabilities(
     lens="stages",
     lens_note="every sampling stage, computed here",
 )
+
+T = TypeVar("T")
 
 
 class LocalEngine:
@@ -326,23 +328,8 @@ class LocalEngine:
         still honoured (``stop()`` sets the running request's flag). With ``lens``, each
         step's next-token table is recorded stage by stage.
         """
-        if not self._lock.acquire(blocking=wait):
-            raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
-        try:
-            self._cancel = cancel if cancel is not None else threading.Event()
-            self._switch_int8()
-            args = (messages, params, on_text, on_token, logits_processor, lens)
-            if self._runner is None:
-                return self._generate(*args)
-            future = self._runner.submit(self._generate, *args)
-            try:
-                return future.result()
-            except KeyboardInterrupt:  # Ctrl+C in the waiting thread: stop the reply too
-                self._cancel.set()
-                future.result()
-                raise
-        finally:
-            self._lock.release()
+        args = (messages, params, on_text, on_token, logits_processor, lens)
+        return self._run(lambda: self._generate(*args), wait, cancel)
 
     def stream_columns(
         self,
@@ -357,15 +344,31 @@ class LocalEngine:
     ) -> list[ReplyStats]:
         """One reply per entry of ``columns`` to the same ``messages``, generated in one
         batch (``chatapp.engine.columns``); ``on_text(row, piece)`` as each streams."""
+        return self._run(
+            lambda: generate_columns(
+                self, messages, columns, on_text, self._cancel, seeds, logprobs
+            ),
+            wait,
+            cancel,
+        )
+
+    def _run(self, work: Callable[[], T], wait: bool, cancel: threading.Event | None) -> T:
+        """Hold the engine for one request (``cancel``: its stop flag) and run ``work`` on
+        the generation thread, if there is one."""
         if not self._lock.acquire(blocking=wait):
             raise EngineBusy("A reply is already being generated; stop it (Esc) or wait.")
         try:
             self._cancel = cancel if cancel is not None else threading.Event()
             self._switch_int8()
-            args = (self, messages, columns, on_text, self._cancel, seeds, logprobs)
             if self._runner is None:
-                return generate_columns(*args)
-            return self._runner.submit(generate_columns, *args).result()
+                return work()
+            future = self._runner.submit(work)
+            try:
+                return future.result()
+            except KeyboardInterrupt:  # Ctrl+C in the waiting thread: stop the reply too
+                self._cancel.set()
+                future.result()
+                raise
         finally:
             self._lock.release()
 
