@@ -9,13 +9,18 @@ from collections.abc import Sequence
 from chatapp.engine import framework_internals as internals
 from chatapp.engine.decoding import IncrementalDecoder
 from chatapp.engine.divergence import Divergence, explain, first_step_apart
-from chatapp.engine.lens import add_sampled, analyze_step, readable_token
+from chatapp.engine.lens import add_sampled, analyze_step, analyze_steps, readable_token
 from chatapp.engine.model_parts import ModelParts
+from chatapp.engine.sampling import survivor_stages
 from chatapp.engine.types import Message, StepRecord
 from chatapp.params import SamplingParams
 
 # Positions whose full-vocabulary logits are held at once during a replay.
 REPLAY_CHUNK = 64
+# Steps that go through the stages together: a few megabytes a tensor, small enough to
+# be reused by the allocator (a larger one is mapped afresh, and its pages faulted in,
+# for every operation).
+ANALYZE_ROWS = 8
 
 
 def what_if_step(
@@ -78,7 +83,8 @@ def replay_steps(
     top_n: int,
     text: str | None,
 ) -> list[StepRecord]:
-    """Every step's table for a finished reply; the caller holds the engine."""
+    """Every step's table for a finished reply; the caller holds the engine. The steps of
+    each chunk of positions go through the stages together (``analyze_steps``)."""
     import torch
 
     model, tokenizer = engine.model, engine.tokenizer
@@ -86,7 +92,9 @@ def replay_steps(
     reply = [int(t) for t in token_ids]
     ids = torch.tensor([prompt + reply], dtype=torch.long, device=model.device)
     first = len(prompt) - 1  # this position's logits give the reply's first token
-    processors = engine.sampling_stages(engine.generation_config(params), ids)
+    # Top-p over each step's survivors: the same rule as transformers' filter, without
+    # sorting the whole vocabulary for every step.
+    processors = survivor_stages(engine.sampling_stages(engine.generation_config(params), ids))
     decoder = IncrementalDecoder(tokenizer)
     steps: list[StepRecord] = []
     cache = engine.kv_cache.new()
@@ -101,19 +109,21 @@ def replay_steps(
                 cache_position=torch.arange(position, stop, device=ids.device),
                 logits_to_keep=0 if position >= first else 1,
             )
-            if position >= first:
-                for row in range(stop - position):
-                    step = position + row - first
-                    _, record, kept = analyze_step(
-                        step,
-                        ids[:, : first + 1 + step],
-                        out.logits[:, row, :],
-                        processors,
-                        tokenizer,
-                        top_n,
-                    )
-                    add_sampled(record, reply[step], kept, tokenizer)
-                    record.piece = decoder.push(reply[step])
+            for start in range(max(position, first), stop, ANALYZE_ROWS):
+                end = min(start + ANALYZE_ROWS, stop)
+                step = start - first
+                _, records = analyze_steps(
+                    step,
+                    ids,
+                    [first + 1 + step + row for row in range(end - start)],
+                    out.logits[0, start - position : end - position],
+                    processors,
+                    tokenizer,
+                    top_n,
+                    drawn=reply[step : step + end - start],
+                )
+                for offset, record in enumerate(records):
+                    record.piece = decoder.push(reply[step + offset])
                     steps.append(record)
             position = stop
     if steps:

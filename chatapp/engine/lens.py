@@ -10,6 +10,7 @@ the final distribution shown.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -17,9 +18,10 @@ from collections import deque
 from typing import Any
 
 from chatapp.engine import framework_internals as internals
+from chatapp.engine.sampling import survivor_ids
 from chatapp.engine.types import Candidate, StepRecord
 
-__all__ = ["LensPipeline", "LensRecorder", "analyze_step"]
+__all__ = ["LensPipeline", "LensRecorder", "analyze_step", "analyze_steps"]
 
 STAGE_NAMES = {
     "RepetitionPenaltyLogitsProcessor": "repetition_penalty",
@@ -53,6 +55,23 @@ def stage_name(processor: Any) -> str:
     return STAGE_NAMES.get(type(processor).__name__, type(processor).__name__)
 
 
+# Stages whose effect on one row depends on that row's scores alone (and, for the
+# repetition penalty, on which tokens its context holds, not where or how often): they can
+# run over many steps at once, each row given its own context padded by repeating its
+# last token. Any other stage (no-repeat-n-gram, say) runs row by row.
+_ROW_WISE = {
+    "RepetitionPenaltyLogitsProcessor",
+    "TemperatureLogitsWarper",
+    "TopKLogitsWarper",
+    "TopPLogitsWarper",
+    "SurvivorTopP",
+    "MinPLogitsWarper",
+    "TypicalLogitsWarper",
+    "EpsilonLogitsWarper",
+    "EtaLogitsWarper",
+}
+
+
 def analyze_step(
     index: int,
     input_ids: Any,
@@ -67,57 +86,149 @@ def analyze_step(
     Returns (final scores, record, [(scores, logsumexp) per stage]); a token's
     probability after stage i is ``exp(scores_i[token] - logsumexp_i)``.
     """
+    kept: list[tuple[Any, Any]] = []
+    scores, records = analyze_steps(
+        index,
+        input_ids,
+        [input_ids.shape[-1]],
+        logits,
+        processors,
+        tokenizer,
+        top_n,
+        check_mass=check_mass,
+        keep=kept,
+    )
+    return scores, records[0], kept
+
+
+def analyze_steps(
+    first: int,
+    context: Any,
+    ends: list[int],
+    logits: Any,
+    processors: Any,
+    tokenizer: Any,
+    top_n: int = 10,
+    drawn: list[int] | None = None,
+    check_mass: bool = False,
+    keep: list[tuple[Any, Any]] | None = None,
+) -> tuple[Any, list[StepRecord]]:
+    """Steps ``first``, ``first + 1``, … at once: row r of ``logits`` (rows x vocab) is
+    the step whose context is ``context[:, :ends[r]]``. Returns (final scores, records).
+
+    With ``drawn`` (a token per row), each record gets its drawn token. With ``keep``
+    (one row only), each stage's (scores, logsumexp) is appended to it, for
+    ``add_sampled`` once the token is known.
+    """
     import torch
 
+    rows = logits.shape[0]
     scores = logits.float()
+    width = max(ends)
+    # Row r's context, padded by repeating its last token (see _ROW_WISE).
+    positions = torch.arange(width, device=context.device)
+    limits = torch.tensor(ends, device=context.device).unsqueeze(1) - 1
+    row_ids = context[0, torch.minimum(positions.unsqueeze(0), limits)]
+    raw_lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+    top_ids = torch.topk(scores, top_n, dim=-1).indices
+    picks = (
+        top_ids
+        if drawn is None
+        else torch.cat([top_ids, torch.tensor(drawn, device=scores.device).unsqueeze(1)], dim=1)
+    )
     stages = ["raw"]
-    kept = [(scores, torch.logsumexp(scores, dim=-1, keepdim=True))]
-    survivors = [int(scores.shape[-1])]
-    # Filters only ever remove tokens, so once one has run, later stages are measured
-    # over its survivors alone: a few dozen entries instead of the whole vocabulary.
+    probs = [(scores.gather(1, picks) - raw_lse).exp()]
+    survivors = [[int(scores.shape[-1])] * rows]
+    masses = [(scores - raw_lse).exp().sum(-1)] if check_mass else []
+    entropy_before = _entropy_bits(scores, raw_lse)
+    if keep is not None:
+        keep.append((scores, raw_lse))
+    # Filters only ever remove tokens, so once one has run, later stages are measured over
+    # each row's survivors alone (``alive``: ids, padded with removed ones where a row
+    # has fewer): a few dozen entries instead of the whole vocabulary.
     alive: Any = None
+    lse = raw_lse
     for processor in processors:
-        scores = processor(input_ids, scores)
+        if type(processor).__name__ in _ROW_WISE:
+            scores = _for_rows(processor, rows)(row_ids, scores)
+        else:
+            scores = torch.cat(
+                [processor(context[:, : ends[r]], scores[r : r + 1]) for r in range(rows)]
+            )
         stages.append(stage_name(processor))
         if alive is None and stages[-1] not in _NON_FILTERS:
-            alive = torch.isfinite(scores[0]).nonzero().squeeze(-1)
+            alive, valid = survivor_ids(scores)
+            alive = alive.clamp(max=scores.shape[-1] - 1)
         if alive is None:
             lse = torch.logsumexp(scores, dim=-1, keepdim=True)
             survivors.append(survivors[-1])
         else:
-            subset = scores[0, alive]
-            lse = torch.logsumexp(subset, dim=-1).reshape(1, 1)
-            finite = torch.isfinite(subset)
-            survivors.append(int(finite.sum()))
-            alive = alive[finite]
-        kept.append((scores, lse))
-    raw, raw_lse = kept[0]
-    top_ids = torch.topk(raw[0], top_n).indices
-    stacked = torch.stack([(s[0, top_ids] - lse[0]).exp() for s, lse in kept]).T.tolist()
-    candidates = [
-        Candidate(tid, readable_token(tokenizer, tid), row)
-        for tid, row in zip(top_ids.tolist(), stacked, strict=False)
-    ]
-    record = StepRecord(
-        index=index,
-        stages=stages,
-        candidates=candidates,
-        survivors=survivors,
-        entropy_before=_entropy_bits(raw - raw_lse),
-        entropy_after=_entropy_bits(
-            (kept[-1][0] if alive is None else kept[-1][0][:, alive]) - kept[-1][1]
-        ),
-    )
-    if check_mass:
-        record.mass = [float((s - lse).exp().sum()) for s, lse in kept]
-    return scores, record, kept
+            subset = scores.gather(1, alive).masked_fill(~valid, float("-inf"))
+            lse = torch.logsumexp(subset, dim=-1, keepdim=True)
+            survivors.append(torch.isfinite(subset).sum(-1).tolist())
+        probs.append((scores.gather(1, picks) - lse).exp())
+        if check_mass:
+            masses.append((scores - lse).exp().sum(-1))
+        if keep is not None:
+            keep.append((scores, lse))
+    final = scores if alive is None else scores.gather(1, alive).masked_fill(~valid, float("-inf"))
+    entropy_after = _entropy_bits(final, lse)
+    table = torch.stack(probs, dim=-1).tolist()  # rows x picks x stages
+    top = top_ids.tolist()
+    mass_rows = torch.stack(masses, dim=-1).tolist() if check_mass else [[]] * rows
+    records = []
+    for r in range(rows):
+        record = StepRecord(
+            index=first + r,
+            stages=list(stages),
+            candidates=[
+                Candidate(tid, readable_token(tokenizer, tid), table[r][c])
+                for c, tid in enumerate(top[r])
+            ],
+            survivors=[int(stage[r]) for stage in survivors],
+            entropy_before=entropy_before[r],
+            entropy_after=entropy_after[r],
+            mass=mass_rows[r],
+        )
+        if drawn is not None:
+            record.sampled_id = int(drawn[r])
+            if record.sampled is None:
+                record.candidates.append(
+                    Candidate(
+                        record.sampled_id,
+                        readable_token(tokenizer, record.sampled_id),
+                        table[r][top_n],
+                    )
+                )
+            record.sampled_prob = record.sampled.probs[-1] if record.sampled else None
+        records.append(record)
+    return scores, records
 
 
-def _entropy_bits(logprobs: Any) -> float:
+def _for_rows(processor: Any, rows: int) -> Any:
+    """``processor`` for ``rows`` rows of one context: the repetition penalty's per-row
+    prompt padding (one row's, from ``generate``) is repeated for each."""
+    ignore = getattr(processor, "prompt_ignore_length", None)
+    if rows == 1 or ignore is None or isinstance(ignore, int) or ignore.shape[0] == rows:
+        return processor
+    rowed = copy.copy(processor)
+    rowed.prompt_ignore_length = ignore.expand(rows)
+    return rowed
+
+
+def _entropy_bits(scores: Any, lse: Any) -> list[float]:
+    """Each row's entropy in bits, its probabilities ``exp(scores - lse)`` (removed
+    tokens, at -inf, weigh nothing)."""
     import torch
 
-    finite = logprobs[torch.isfinite(logprobs)]
-    return max(0.0, float(-(finite.exp() * finite).sum()) / _LOG2)
+    probs = (scores - lse).exp()
+    # H = lse - sum(p * score), one pass; a row with -inf scores (0 * -inf) is summed again.
+    nats = lse[:, 0] - torch.linalg.vecdot(probs, scores)
+    bad = torch.isnan(nats)
+    if bool(bad.any()):
+        terms = torch.where(probs[bad] > 0, probs[bad] * (scores[bad] - lse[bad]), 0.0)
+        nats[bad] = -terms.sum(-1)
+    return [max(0.0, value / _LOG2) for value in nats.tolist()]
 
 
 def add_sampled(

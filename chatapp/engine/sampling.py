@@ -23,15 +23,13 @@ SURVIVOR_LIMIT = 4096
 
 
 def _survivors(row: Any) -> Any:
-    import torch
-
-    return torch.isfinite(row).nonzero().squeeze(-1)
+    return (row > float("-inf")).nonzero().squeeze(-1)
 
 
 class SurvivorTopP:
     """``TopPLogitsWarper``'s filter (same rule: drop the least likely tokens whose
     cumulative probability is at most 1 - top_p, keep at least ``min_tokens_to_keep``)
-    over the finite scores only. Ties are ordered by token id (a stable sort)."""
+    over the finite scores only, row by row. Ties are ordered by token id (a stable sort)."""
 
     def __init__(self, warper: Any) -> None:
         self.warper = warper
@@ -42,18 +40,45 @@ class SurvivorTopP:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        if scores.shape[0] != 1:
+        ids, valid = survivor_ids(scores)
+        if ids.shape[-1] > SURVIVOR_LIMIT or ids.shape[-1] == 0:
             return self.warper(input_ids, scores)
-        alive = _survivors(scores[0])
-        if alive.numel() > SURVIVOR_LIMIT:
-            return self.warper(input_ids, scores)
-        ascending, order = torch.sort(scores[0, alive], descending=False, stable=True)
+        vocab = scores.shape[-1]
+        values = scores.gather(-1, ids.clamp(max=vocab - 1)).masked_fill(~valid, float("-inf"))
+        # Padding entries sort first and weigh nothing; ties are ordered by token id.
+        ascending, order = torch.sort(values, dim=-1, stable=True)
         cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
         remove = cumulative <= (1 - self.top_p)
-        remove[-self.min_tokens_to_keep :] = False
-        out = scores.clone()
-        out[0, alive[order[remove]]] = self.filter_value
-        return out
+        remove[..., -self.min_tokens_to_keep :] = False
+        kept = ascending.masked_fill(remove, self.filter_value)
+        if scores.shape[0] == 1:
+            return scores.scatter(-1, ids.gather(-1, order), kept)
+        # Padding entries point one past the vocabulary: into a column dropped after.
+        wider = torch.nn.functional.pad(scores, (0, 1))
+        return wider.scatter(-1, ids.gather(-1, order), kept)[..., :vocab]
+
+
+def survivor_ids(scores: Any) -> tuple[Any, Any]:
+    """Each row's entries above -inf (not removed by a filter): (ids, valid), both rows x most, ids in increasing order.
+    A row with fewer than the most is padded with ``vocab`` (one past the last id), its
+    ``valid`` False there."""
+    import torch
+
+    if scores.shape[0] == 1:
+        ids = _survivors(scores[0]).unsqueeze(0)
+        return ids, torch.ones_like(ids, dtype=torch.bool)
+    where = (scores > float("-inf")).nonzero()
+    counts = torch.bincount(where[:, 0], minlength=scores.shape[0])
+    most = int(counts.max()) if counts.numel() else 0
+    slot = (
+        torch.arange(where.shape[0], device=scores.device)
+        - (torch.cumsum(counts, 0) - counts)[where[:, 0]]
+    )
+    ids = torch.full(
+        (scores.shape[0], most), scores.shape[-1], dtype=torch.long, device=scores.device
+    )
+    ids[where[:, 0], slot] = where[:, 1]
+    return ids, ids < scores.shape[-1]
 
 
 def draw_token(scores: Any, generator: Any = None) -> int:
