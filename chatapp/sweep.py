@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import math
+import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,15 @@ class Sweep:
     samples: int
     seed: int
     points: list[SweepPoint] = field(default_factory=list)
+    complete: bool = True  # False: stopped before every point was drawn
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Each point's values, in the order the sweep draws them."""
+        names = list(self.grid)
+        return [
+            dict(zip(names, combo, strict=True))
+            for combo in itertools.product(*(self.grid[n] for n in names))
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +113,7 @@ class Sweep:
             "grid": self.grid,
             "samples": self.samples,
             "seed": self.seed,
+            "complete": self.complete,
             "points": [
                 {
                     "values": p.values,
@@ -113,6 +124,21 @@ class Sweep:
                 for p in self.points
             ],
         }
+
+
+# Values a sweep of each parameter starts from (the app's sweep dialog offers them).
+SUGGESTED = {
+    "temperature": "0.2, 0.6, 1.0, 1.4",
+    "top_p": "0.5, 0.8, 0.95, 1.0",
+    "top_k": "1, 10, 50, 200",
+    "min_p": "0, 0.05, 0.1, 0.2",
+    "typical_p": "0.5, 0.8, 0.95, 1.0",
+    "repetition_penalty": "1.0, 1.1, 1.3, 1.6",
+    "no_repeat_ngram_size": "0, 2, 3",
+    "max_new_tokens": "16, 32, 64",
+    "do_sample": "false, true",
+}
+SWEEPABLE = tuple(spec.name for spec in PARAMS if spec.name in SUGGESTED)
 
 
 def parse_values(name: str, text: str) -> list[Any]:
@@ -132,10 +158,8 @@ def parse_values(name: str, text: str) -> list[Any]:
 
 def sweep_rows(sweep: Sweep) -> tuple[list[SweepPoint], list[SamplingParams], list[int | None]]:
     """The points, and one row (parameters, seed) per sample of each point, in order."""
-    names = list(sweep.grid)
     points, rows, seeds = [], [], []
-    for combo in itertools.product(*(sweep.grid[n] for n in names)):
-        values = dict(zip(names, combo, strict=True))
+    for values in sweep.grid_points():
         points.append(SweepPoint(values))
         params = sweep.base.replace(**values)
         for i in range(sweep.samples):
@@ -149,24 +173,36 @@ def run_sweep(
     sweep: Sweep,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     batch: int = 16,
+    before: Sequence[Message] = (),
+    cancel: threading.Event | None = None,
 ) -> Sweep:
     """Generate every sample of ``sweep`` with ``engine.stream_columns`` (``batch`` rows
-    at a time) and fill its points."""
+    at a time) after the messages ``before`` it (a chat so far), and fill its points.
+
+    With ``cancel`` set, the batch under way stops and is dropped: ``sweep.complete`` is
+    False, and only the points whose samples were all drawn are kept."""
     points, rows, seeds = sweep_rows(sweep)
-    messages = [Message("user", sweep.prompt)]
+    messages = [*before, Message("user", sweep.prompt)]
     results: list[ReplyStats] = []
     for start in range(0, len(rows), batch):
-        results += engine.stream_columns(
+        if cancel is not None and cancel.is_set():
+            break
+        drawn = engine.stream_columns(
             messages,
             rows[start : start + batch],
             seeds=seeds[start : start + batch],
             logprobs=True,
             wait=True,
+            cancel=cancel,
         )
+        if cancel is not None and cancel.is_set():
+            break  # this batch was cut short: its samples are not the sweep's
+        results += drawn
         on_progress(len(results), len(rows))
     for index, point in enumerate(points):
         point.samples = results[index * sweep.samples : (index + 1) * sweep.samples]
-    sweep.points = points
+    sweep.points = [p for p in points if len(p.samples) == sweep.samples]
+    sweep.complete = len(results) == len(rows)
     return sweep
 
 

@@ -282,3 +282,40 @@ async def test_chat_quit_continue_and_the_lens_on_a_reopened_reply_with_real_mod
         # A new message continues the reopened chat: its prompt holds the first turn.
         await send(pilot, "Another one.")
         assert len(again.pane.session.chat.turns) == 2
+
+
+async def test_sweep_in_the_app_with_real_model(engine):
+    """Sweep… on the real model: two temperatures, two seeded samples each, plotted, the
+    log-probability figure known (the local engine gives it), kept in the history."""
+    import math
+
+    from textual.widgets import Input
+
+    from chatapp.conversation import ChatSession
+    from chatapp.store import ChatStore
+    from chatapp.tui.sweep_screen import SweepDialog, SweepScreen
+
+    app = real_app(engine, params=SHORT.replace(max_new_tokens=6))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        app.query_one("#prompt").insert("使用繁體中文回答，請問什麼是大型語言模型？")
+        app.action_sweep()
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, SweepDialog) and app.screen.query("#sweep-seed")
+        )
+        app.screen.query_one("#sweep-values", Input).value = "0.5, 1.3"
+        app.screen.query_one("#sweep-samples", Input).value = "2"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: not screen.running, timeout=120)
+        points = screen.sweep.points
+        assert [p.values for p in points] == [{"temperature": 0.5}, {"temperature": 1.3}]
+        for point in points:
+            assert len(point.samples) == 2 and all(s.text.strip() for s in point.samples)
+            assert all("\ufffd" not in s.text for s in point.samples)
+            assert not math.isnan(point.figures()["mean_logprob"])
+        assert "distinct-2" in screen.query_one("#sweep-plot").plt.build()
+    saved = ChatSession(ChatStore())
+    assert saved.open(screen.saved)
+    assert len(saved.chat.turns[0].versions) == 4

@@ -31,6 +31,7 @@ class CommandTarget(Protocol):
     def action_toggle_heat(self) -> None: ...
     async def action_show_version(self, step: int) -> None: ...
     async def action_compare(self, what: str) -> None: ...
+    def action_sweep(self) -> None: ...
 
 
 class ChatCommands(Provider):
@@ -104,6 +105,11 @@ class ChatCommands(Provider):
             "Compare: keep this column",
             partial(app.action_compare, "keep"),
             "the chat continues from the focused column's reply",
+        )
+        yield (
+            "Sweep…",
+            app.action_sweep,
+            "one or two parameters over a few values, seeded samples at each, plotted",
         )
         yield ("Show previous reply version", partial(app.action_show_version, -1), "Alt+Left")
         yield ("Show next reply version", partial(app.action_show_version, 1), "Alt+Right")
