@@ -193,3 +193,54 @@ def test_one_column_on_the_cpus_fast_mode_is_the_single_reply(engine_int8):
     alone = single(engine_int8, params)
     assert engine_int8.survivor_sampling
     assert row.token_ids == alone.token_ids and row.text == alone.text
+
+
+async def test_compare_lens_shows_both_columns_at_the_step_where_they_part(engine32):
+    """F3 after a compare on the real model: the lens shows column 1 and the focused
+    column side by side at the step where their draws differ, says which stage or draw
+    parted them, F8 moves both a step on, and F12 brings the parting step back."""
+    from chatapp.tui.app import ChatApp
+    from chatapp.tui.compare import ColumnReply
+    from chatapp.tui.lens import LensView
+    from tests.test_lens_tui import lens_text
+    from tests.tui_helpers import ready, set_field, submit, wait_for
+
+    engine32.reset()
+    app = ChatApp(lambda progress: engine32, BASE.replace(do_sample=True, seed=3))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("f2")
+        await pilot.press("f5")
+        await set_field(pilot, "temperature", "1.8")
+        await set_field(pilot, "top_k", "0")
+        await submit(pilot, MESSAGES[0].content)
+        await wait_for(pilot, lambda: app.replies_done == 1, timeout=120)
+        columns = list(app.query(ColumnReply))
+        await wait_for(pilot, lambda: columns[1].parting is not None, timeout=60)
+        parted, why = columns[1].parting
+        drawn = [c.version.stats.token_ids for c in columns]
+        assert parted is not None and drawn[0][parted] != drawn[1][parted]
+        assert drawn[0][:parted] == drawn[1][:parted]
+
+        await pilot.press("f3")
+        lens = app.query_one(LensView)
+        controller = app.lens
+        await wait_for(
+            pilot,
+            lambda: all(c.version.lens_complete for c in columns) and "col 2" in lens_text(lens),
+            timeout=60,
+        )
+        assert controller.pair_step == parted
+        shown = lens_text(lens)
+        assert f"◆ here, at step {parted + 1}" in shown and "col 1" in shown
+        # Each side's step is its own column's draw at that step.
+        for column in columns:
+            step = column.version.lens_steps[parted]
+            assert step.sampled_id == column.version.stats.token_ids[parted]
+        await pilot.press("f8")
+        assert controller.pair_step == parted + 1
+        assert f"they part at step {parted + 1}" in lens_text(lens)
+        await pilot.press("f12")  # column 1 focused: the pair is still columns 1 and 2
+        await pilot.pause(0.1)
+        assert controller.pair_step == parted
+        assert why.split(":")[0] in lens_text(lens).replace("\n", " ")

@@ -194,6 +194,12 @@ class ChatApp(App[int]):
     def _column_focused(self, event: ChatPane.ColumnFocused) -> None:
         if event.pane is self.pane:
             self.query_one(ParamPanel).apply(event.pane.params)
+            self.lens.compare_changed()
+
+    @on(ChatPane.PartingShown)
+    def _parting_shown(self, event: ChatPane.PartingShown) -> None:
+        if event.pane is self.pane:
+            self.lens.compare_changed()
 
     async def action_compare(self, what: str) -> None:
         """Compare: F5 adds a column (a copy of the focused one), Shift+F5 closes the

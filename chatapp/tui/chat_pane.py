@@ -64,6 +64,13 @@ class ChatPane(Vertical):
             super().__init__()
             self.pane = pane
 
+    class PartingShown(TextualMessage):
+        """Compare: where a column's reply parts from column 1's is now known."""
+
+        def __init__(self, pane: ChatPane) -> None:
+            super().__init__()
+            self.pane = pane
+
     class ReplyEnded(TextualMessage):
         """A reply of this pane ended and is drawn whole."""
 
@@ -281,7 +288,8 @@ class ChatPane(Vertical):
         if event.column < len(columns):
             log = self.log
             at_end = log.scroll_y >= log.max_scroll_y - 1
-            columns[event.column].show_parting(event.text)
+            columns[event.column].show_parting(event.text, event.step)
+            self.post_message(self.PartingShown(self))
             if at_end:  # the line comes after the reply ended: keep the chat's end in view
                 log.call_after_refresh(log.scroll_end, animate=False)
 

@@ -62,11 +62,12 @@ class ColumnsFinished(TextualMessage):
 class PartingFound(TextualMessage):
     """Where one column's reply parts from column 1's (``chatapp.engine.divergence``)."""
 
-    def __init__(self, row: CompareRow, column: int, text: str) -> None:
+    def __init__(self, row: CompareRow, column: int, text: str, step: int | None) -> None:
         super().__init__()
         self.row = row
         self.column = column
         self.text = text
+        self.step = step  # the first step apart (None: the same tokens)
 
 
 class ColumnReply(Vertical):
@@ -77,6 +78,8 @@ class ColumnReply(Vertical):
         self.number = number
         self.version = version
         self._header = header
+        # Where its reply parts from column 1's: the first step apart, and why.
+        self.parting: tuple[int | None, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(self._header, classes="column-header", markup=False)
@@ -87,8 +90,9 @@ class ColumnReply(Vertical):
     def on_mount(self) -> None:
         self.query_one(".parting", Static).display = False
 
-    def show_parting(self, text: str) -> None:
-        """Where this column's reply parts from column 1's, and why."""
+    def show_parting(self, text: str, step: int | None = None) -> None:
+        """Where this column's reply parts from column 1's (``step``), and why."""
+        self.parting = (step, text)
         parting = self.query_one(".parting", Static)
         parting.update(text)
         parting.display = bool(text)
@@ -217,7 +221,8 @@ class ColumnsStream:
             first = versions[0]
             for number, version in enumerate(versions[1:], start=2):
                 if first.stats is None or version.stats is None:
-                    return
+                    self.owner.post_message(PartingFound(self.row, number - 1, "", None))
+                    continue
                 try:
                     found = self.engine.divergence(
                         messages,
@@ -225,12 +230,14 @@ class ColumnsStream:
                         (first.params, version.params),
                         (1, number),
                     )
-                except EngineError:  # another pane's reply took the engine: skip
-                    return
+                except EngineError:  # another pane's reply took the engine: not known
+                    self.owner.post_message(PartingFound(self.row, number - 1, "", None))
+                    continue
                 if found is None and first.stats.token_ids != version.stats.token_ids:
                     continue  # the engine cannot say (a server, the fake engine)
                 text = found.text if found is not None else "the same tokens as column 1"
-                self.owner.post_message(PartingFound(self.row, number - 1, text))
+                step = found.step if found is not None else None
+                self.owner.post_message(PartingFound(self.row, number - 1, text, step))
 
         self.owner.run_worker(work, thread=True, group="parting", name="parting")
 

@@ -71,10 +71,19 @@ def bar_cells(width: int, stages: int) -> int:
     return max(0, min(BAR_CELLS, room))
 
 
+def shown_stages(step: StepRecord, width: int) -> list[int]:
+    """The stages a table ``width`` columns wide shows: all of them, or (too narrow for
+    that, as each side of compare's lens at 80 columns) the raw one and the last."""
+    if len(step.stages) <= 2 or 14 + 7 * len(step.stages) <= width:
+        return list(range(len(step.stages)))
+    return [0, len(step.stages) - 1]
+
+
 def render_step(step: StepRecord, position: str, width: int = 120) -> Table:
     """A Rich table of the step: a row per candidate, a column per stage, each
     probability with a bar beside it (as wide as ``width`` allows)."""
-    cells = bar_cells(width, len(step.stages))
+    stages = shown_stages(step, width)
+    cells = bar_cells(width, len(stages))
     title = f"Step {position}"
     if step.source:
         title += f" · {step.source}"
@@ -82,21 +91,32 @@ def render_step(step: StepRecord, position: str, width: int = 120) -> Table:
         title += f" · what-if: {step.what_if}"
     table = Table(title=title, title_justify="left", expand=True, box=None, pad_edge=False)
     table.add_column("token", no_wrap=True, max_width=14)
-    for stage in step.stages:
-        table.add_column(STAGE_TITLES.get(stage, stage), justify="right", no_wrap=True)
+    for i in stages:
+        name = STAGE_TITLES.get(step.stages[i], step.stages[i])
+        if len(stages) < len(step.stages) and i:
+            name = f"after {name}"
+        table.add_column(name, justify="right", no_wrap=True)
     for candidate in step.candidates:
         style = "bold reverse" if candidate.token_id == step.sampled_id else ""
+        probs = [candidate.probs[i] for i in stages]
         table.add_row(
             Text(candidate.label),
-            *(Text(f"{bar(p, cells)} {_pct(p):>5}" if cells else _pct(p)) for p in candidate.probs),
+            *(Text(f"{bar(p, cells)} {_pct(p):>5}" if cells else _pct(p)) for p in probs),
             style=style,
         )
+    drawn = _pct(step.sampled_prob or 0.0)
+    if len(stages) < len(step.stages):  # narrow: the same facts, shorter
+        table.caption = (
+            f"survivors {step.survivors[0]:,} → {step.survivors[-1]:,} · entropy "
+            f"{step.entropy_before:.2f} → {step.entropy_after:.2f} bits · drawn {drawn}"
+        )
+        table.caption_justify = "left"
+        return table
     vocabulary = step.survivors[0] if step.survivors else 0
     survivors = " → ".join(
         f"{STAGE_TITLES.get(s, s)} {n:,} {survivors_bar(n, vocabulary).rstrip()}"
         for s, n in zip(step.stages, step.survivors, strict=False)
     )
-    drawn = _pct(step.sampled_prob or 0.0)
     table.caption = (
         f"survivors: {survivors}\nentropy {step.entropy_before:.2f} → {step.entropy_after:.2f} bits"
         f" · drawn token at {drawn}"
@@ -136,6 +156,37 @@ class LensView(Static):
         # Auto height measured the table a line or two short (the caption's entropy and
         # drawn-token line was cut off): size it from what it holds; CSS caps it.
         self.styles.height = len(step.candidates) + 6 + extra  # border, title, header, captions
+
+    def show_pair(
+        self, sides: list[tuple[str, StepRecord | None]], position: str, note: str
+    ) -> None:
+        """Compare's lens: one step of two columns side by side (``render_pair``)."""
+        steps = [step for _, step in sides if step is not None]
+        self.step = steps[0] if steps else None
+        width = self.size.width or self.app.size.width
+        self.update(render_pair(sides, position, note, width))
+        rows = max((len(step.candidates) for step in steps), default=0)
+        self.styles.height = rows + 9  # the note, border, title, header, wrapped captions
+
+
+def render_pair(
+    sides: list[tuple[str, StepRecord | None]], position: str, note: str, width: int
+) -> Group:
+    """Compare's lens: one step of two columns side by side (``sides``: each column's
+    name and its step, None where its reply had ended), under a line that says where
+    the replies part."""
+    half = max(20, (width - 3) // 2)
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    cells = []
+    for name, step in sides:
+        if step is None:
+            cells.append(Text(f"{name}: its reply had ended", style="dim"))
+        else:
+            cells.append(render_step(step, f"{position} · {name}", half))
+    grid.add_row(*cells)
+    return Group(Text(note, style="bold"), grid)
 
 
 def _strip_rows(steps: list[StepRecord]) -> tuple[list[tuple[str, str]], float]:

@@ -8,17 +8,20 @@ stored token ids and parameters on first use. The lens follows the focused chat 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from textual.timer import Timer
 from textual.widget import Widget
 
 from chatapp.conversation import ReplyVersion
+from chatapp.engine.divergence import first_step_apart
 from chatapp.engine.protocol import Engine
-from chatapp.engine.types import Message
+from chatapp.engine.types import Message, StepRecord
 from chatapp.params import SamplingParams
 from chatapp.tui.chat_log import AssistantMessage
 from chatapp.tui.chat_pane import ChatPane
+from chatapp.tui.compare import ColumnReply, CompareRow
 from chatapp.tui.events import LensReplayed, WhatIfReady
 from chatapp.tui.lens import LensView
 
@@ -44,6 +47,7 @@ class LensController:
             view, pane, engine, params, say,
         )  # fmt: skip
         self.target: tuple[AssistantMessage, int] | None = None  # reply, step index
+        self.pair_step: int | None = None  # compare: the step both columns show
         self.heat_on = False
         self._shown_count = 0
         self._follow_timer: Timer | None = None
@@ -123,6 +127,8 @@ class LensController:
             return
         if not lens.display or pane.streaming:
             return
+        if self.show_pair():
+            return
         if self.target is None:
             replies = [r for r in pane.log.assistant_messages() if r.version]
             if replies:
@@ -151,6 +157,10 @@ class LensController:
             self._replay(list(reversed(missing)), show=False)  # the newest first
 
     def step(self, delta: int) -> None:
+        if self.pair_step is not None and self._compare_pair() is not None:
+            self.pair_step = max(0, self.pair_step + delta)
+            self.show_pair()
+            return
         if self.target is None or self._pane().streaming:
             return
         reply, index = self.target
@@ -178,13 +188,15 @@ class LensController:
 
     # -- recomputing a finished reply's steps --------------------------------------------
     def _replay(self, replies: list[AssistantMessage], show: bool) -> None:
-        session = self._pane().session
         jobs = []
         for reply in replies:
-            version = reply.version
-            assert version is not None
-            messages = session.chat.messages(upto=reply.turn_index)
-            jobs.append((reply.turn_index, version, messages))
+            assert reply.version is not None
+            jobs.append((reply.turn_index, reply.version))
+        self._replay_versions(jobs, show)
+
+    def _replay_versions(self, versions: list[tuple[int, ReplyVersion]], show: bool) -> None:
+        chat = self._pane().session.chat
+        jobs = [(turn, version, chat.messages(upto=turn)) for turn, version in versions]
         self._say("Lens: recomputing the reply's steps from its tokens…")
         self.host.run_worker(
             partial(self._replay_jobs, jobs, show),
@@ -214,6 +226,12 @@ class LensController:
             return
         event.version.lens_steps = event.steps
         event.version.lens_complete = True
+        pair = self._compare_pair()
+        if pair is not None and any(c.version is event.version for c in pair[1]):
+            if self.view.display:
+                self.show_pair()
+            self._say(f"Lens: {len(event.steps)} steps recomputed from the column's tokens")
+            return
         reply = self._pane().log.reply_for(event.turn_index)
         if reply is None or reply.version is not event.version:
             return
@@ -223,10 +241,88 @@ class LensController:
             self.what_if()
         self._say(f"Lens: {len(event.steps)} steps recomputed from the reply's tokens")
 
+    # -- compare: two columns side by side -------------------------------------------------
+    def _compare_pair(self) -> tuple[CompareRow, list[ColumnReply]] | None:
+        """The focused pane's last compare, finished: column 1 and the focused column
+        (column 2 when column 1 is focused)."""
+        compare = self._pane().compare
+        row = compare.row
+        if row is None or not row.is_mounted or compare.stream is not None:
+            return None
+        columns = row.columns
+        if len(columns) < 2:
+            return None
+        focus = min(compare.focus, len(columns) - 1)
+        return row, [columns[0], columns[focus] if focus > 0 else columns[1]]
+
+    def compare_changed(self) -> None:
+        """Another column is focused, or where the replies part is known: the lens, if
+        on, shows the pair again, at the step where they part."""
+        self.pair_step = None
+        if self.view.display:
+            self.show_pair()
+
+    def show_pair(self) -> bool:
+        """Compare's lens: one step of both columns (their steps recomputed first where
+        needed). False when the focused pane shows no finished compare."""
+        found = self._compare_pair()
+        if found is None:
+            self.pair_step = None
+            return False
+        row, sides = found
+        left, right = sides
+        missing = [(row.turn_index, c.version) for c in sides if self._needs_replay(c.version)]
+        if missing and right.parting is None:
+            # Where they part is being found (the engine is busy): the steps come after.
+            self.view.explain("Probability lens: finding where the columns part…")
+            return True
+        if missing:
+            self.view.explain("Probability lens: recomputing both columns' steps…")
+            self._replay_versions(missing, show=True)
+            return True
+        if not left.version.lens_steps or not right.version.lens_steps:
+            engine = self._engine()
+            self.view.explain(
+                "Probability lens: these replies' steps cannot be shown, as "
+                + (engine.capabilities.lens_note if engine else "no model is loaded")
+                + "."
+            )
+            return True
+        parted, why = right.parting or (None, "")
+        if parted is None and not why:
+            parted = first_step_apart(
+                [s.sampled_id for s in left.version.lens_steps],
+                [s.sampled_id for s in right.version.lens_steps],
+            )
+        count = max(len(left.version.lens_steps), len(right.version.lens_steps))
+        if self.pair_step is None:
+            self.pair_step = parted if parted is not None else count - 1
+        self.pair_step = min(self.pair_step, count - 1)
+        index = self.pair_step
+        if parted is None:
+            note = why or "both columns drew the same tokens"
+        else:
+            note = why or f"step {parted + 1}: the draws differ"
+            note = ("◆ here, at " if index == parted else "they part at ") + note
+        names = f"columns {left.number} and {right.number}"
+        shown = [_step_at(c.version, index) for c in sides]
+        drawn = {step.sampled_id for step in shown if step is not None}
+        self.view.show_pair(
+            [
+                (f"col {c.number}", _fewer(step, drawn))
+                for c, step in zip(sides, shown, strict=True)
+            ],
+            f"{index + 1}/{count}",
+            f"{names} · {note} · F7/F8: step",
+        )
+        return True
+
     # -- what-if ----------------------------------------------------------------------------
     def what_if(self) -> None:
         """Recompute the selected step under the panel's values, if they differ."""
         engine, params = self._engine(), self._params()
+        if self._compare_pair() is not None and self.pair_step is not None:
+            return  # compare's lens shows the columns' own steps
         if (
             self.target is None
             or self._pane().streaming
@@ -275,3 +371,20 @@ class LensController:
             self.host.notify(event.error or "What-if failed", severity="warning")
             return
         self.view.show(event.step, event.position)
+
+
+def _step_at(version: ReplyVersion, index: int) -> StepRecord | None:
+    steps = version.lens_steps
+    return steps[index] if index < len(steps) else None
+
+
+PAIR_ROWS = 6  # candidates per side in compare's lens (and both drawn tokens)
+
+
+def _fewer(step: StepRecord | None, drawn: set[int | None]) -> StepRecord | None:
+    """``step`` with its top candidates and the tokens either column drew, so that both
+    draws are in view at 80x24."""
+    if step is None:
+        return None
+    keep = [c for i, c in enumerate(step.candidates) if i < PAIR_ROWS or c.token_id in drawn]
+    return replace(step, candidates=keep)
