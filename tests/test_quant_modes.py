@@ -27,7 +27,7 @@ MODES = ["int8-dynamic", "8bit", "4bit"]
 def reference(engine):
     from chatapp.engine.closeness import next_token_logprobs
 
-    return next_token_logprobs(engine.model, closeness_ids(engine.tokenizer))
+    return next_token_logprobs(engine.model, closeness_ids(engine.tokenizer), one_pass=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,8 @@ def test_closeness_check_fails_a_mode_that_is_not_close(engine, reference):
                 w = module.weight
                 scale = w.abs().max() / 15  # 5-bit, one scale per tensor
                 w.copy_(torch.round(w / scale) * scale)
-    result = compare(reference, next_token_logprobs(crude, closeness_ids(engine.tokenizer)))
+    ids = closeness_ids(engine.tokenizer)
+    result = compare(reference, next_token_logprobs(crude, ids, one_pass=True))
     assert not result.close() and not result.close(four_bit=True), str(result)
 
 

@@ -53,14 +53,22 @@ class Closeness:
         return f"KL {self.kl_bits:.4f} bits · top-1 {self.top1 * 100:.1f}% ({self.positions} positions)"
 
 
-def next_token_logprobs(model: Any, ids: Any, prefix: int = PREFIX) -> Any:
+def next_token_logprobs(model: Any, ids: Any, prefix: int = PREFIX, one_pass: bool = False) -> Any:
     """Log-probabilities (float32) of the next token after ``ids[:prefix]`` and after
     each later token, fed one at a time as decode feeds them (the last token's own
-    prediction is left out)."""
+    prediction is left out).
+
+    ``one_pass``: all positions in one forward pass instead, for a reference model whose
+    weights are used alike by both (unquantized): the same distributions up to rounding,
+    in a fraction of the time. A quantized mode is measured as it decodes."""
     import torch
     from transformers import DynamicCache
 
     ids = ids.to(model.device)
+    if one_pass:
+        with torch.inference_mode():
+            logits = model(input_ids=ids[:, :-1]).logits[0, prefix - 1 :].float()
+        return torch.log_softmax(logits, dim=-1).cpu()
     cache = DynamicCache(config=model.config)
     rows = []
     with torch.inference_mode():
