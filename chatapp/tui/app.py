@@ -22,6 +22,7 @@ from chatapp.tui.chat_pane import ChatPane
 from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.commands import ChatCommands
 from chatapp.tui.copying import CopyActions
+from chatapp.tui.editor import edit_text
 from chatapp.tui.events import EngineFailed, EngineReady, LensReplayed, LoadProgress, WhatIfReady
 from chatapp.tui.lens import LensView
 from chatapp.tui.lens_controller import LensController
@@ -56,6 +57,7 @@ class ChatApp(App[int]):
         Binding("f7", "lens_step(-1)", "Prev step", show=False, priority=True),
         Binding("f8", "lens_step(1)", "Next step", show=False, priority=True),
         Binding("ctrl+s", "save_preset", "Save preset", show=False),
+        Binding("ctrl+g", "edit_in_editor", "Editor", show=False, priority=True),
         Binding("f4", "toggle_language", "中/EN", show=False, priority=True),
         Binding("f5", "compare('add')", "Compare", show=False, priority=True),
         Binding("shift+f5", "compare('close')", "Close column", show=False, priority=True),
@@ -210,6 +212,15 @@ class ChatApp(App[int]):
             await compare.keep()
         else:
             actions[what]()
+
+    def action_edit_in_editor(self) -> None:
+        """Ctrl+G: the message box's text in $VISUAL or $EDITOR, and back."""
+        box = self.query_one(PromptBox)
+        text = edit_text(self, box.text)
+        if text is not None:
+            box.load_text(text)
+            box.move_cursor(box.document.end)
+        box.focus()
 
     def action_sweep(self) -> None:
         if self._can_generate():

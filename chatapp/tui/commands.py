@@ -32,6 +32,7 @@ class CommandTarget(Protocol):
     async def action_show_version(self, step: int) -> None: ...
     async def action_compare(self, what: str) -> None: ...
     def action_sweep(self) -> None: ...
+    def action_edit_in_editor(self) -> None: ...
 
 
 class ChatCommands(Provider):
@@ -105,6 +106,11 @@ class ChatCommands(Provider):
             "Compare: keep this column",
             partial(app.action_compare, "keep"),
             "the chat continues from the focused column's reply",
+        )
+        yield (
+            "Write the message in $EDITOR",
+            app.action_edit_in_editor,
+            "Ctrl+G: $VISUAL or $EDITOR on the message box's text",
         )
         yield (
             "Sweep…",
