@@ -53,6 +53,8 @@ class ChatApp(App[int]):
         Binding("f3", "toggle_lens", "Lens", priority=True),
         Binding("f9", "copy_reply", "Copy", priority=True),
         Binding("shift+f9", "copy_code", "Copy code", show=False, priority=True),
+        Binding("alt+up", "pick_message(-1)", "Pick message", show=False, priority=True),
+        Binding("alt+down", "pick_message(1)", "Pick message", show=False, priority=True),
         Binding("f6", "toggle_heat", "Heat map", show=False, priority=True),
         Binding("f7", "lens_step(-1)", "Prev step", show=False, priority=True),
         Binding("f8", "lens_step(1)", "Next step", show=False, priority=True),
@@ -418,8 +420,11 @@ class ChatApp(App[int]):
     def action_copy_reply(self) -> None:
         self.copying.copy_reply()
 
-    def action_copy_code(self) -> None:
-        self.copying.copy_code()
+    def action_copy_code(self, number: int = 0) -> None:
+        self.copying.copy_code(number)
+
+    def action_pick_message(self, delta: int) -> None:
+        self.copying.pick(delta)
 
     def _keep_partial_replies(self) -> None:
         """However the app ends, replies still generating are asked to stop, and what they

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from chatapp.tui.copying import CopyActions
 from chatapp.tui.preset_dialogs import PresetDialogs
 from chatapp.tui.prompt_shape import PromptShapeDialogs
 
@@ -17,6 +18,7 @@ class CommandTarget(Protocol):
     app and its command provider do not import each other)."""
 
     preset_dialogs: PresetDialogs
+    copying: CopyActions
     prompt_shape: PromptShapeDialogs
     available_themes: dict[str, Any]
 
@@ -25,7 +27,7 @@ class CommandTarget(Protocol):
     def action_open_chats(self) -> None: ...
     def export_chat(self, fmt: str = "md") -> object: ...
     def action_copy_reply(self) -> None: ...
-    def action_copy_code(self) -> None: ...
+    def action_copy_code(self, number: int = 0) -> None: ...
     def action_toggle_language(self) -> None: ...
     def action_toggle_lens(self) -> None: ...
     def action_toggle_heat(self) -> None: ...
@@ -78,12 +80,23 @@ class ChatCommands(Provider):
             partial(app.export_chat, "json"),
             "Every version with its parameters, seed, model and stats",
         )
-        yield ("Copy reply", app.action_copy_reply, "F9: the shown reply, to the clipboard")
+        yield (
+            "Copy message",
+            app.action_copy_reply,
+            "F9: the message picked with Alt+Up/Down, else the shown reply",
+        )
         yield (
             "Copy last code block",
             app.action_copy_code,
-            "Shift+F9: the reply's last code block",
+            "Shift+F9: the last code block of F9's message",
         )
+        for number, (info, body) in enumerate(app.copying.blocks(), start=1):
+            first = body.strip().splitlines()[0][:40] if body.strip() else "(empty)"
+            yield (
+                f"Copy code block {number}" + (f" ({info})" if info else ""),
+                partial(app.action_copy_code, number),
+                first,
+            )
         yield ("Toggle help language 中/EN", app.action_toggle_language, "F4")
         yield (
             "Toggle probability lens",
