@@ -6,10 +6,19 @@ quickly; the local model is imported only when it is the one asked for.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from chatapp.engine.protocol import Engine
-from chatapp.engine.types import ProgressFn
+from chatapp.engine.types import ModelLoadError, ProgressFn
+
+LOCAL_PACKAGES = ("torch", "transformers", "accelerate", "gguf", "safetensors")
+
+
+def local_extras_missing() -> list[str]:
+    """The packages of ``chatapp[local]`` that are not installed (the client alone runs
+    without them)."""
+    return [name for name in LOCAL_PACKAGES if importlib.util.find_spec(name) is None]
 
 
 def engine_from_args(
@@ -30,6 +39,13 @@ def engine_from_args(
             api_key_env=args.api_key_env,
             chat_format=args.chat_format or "turns",
             context=args.context,
+        )
+    missing = local_extras_missing()
+    if missing:
+        raise ModelLoadError(
+            f"Running a model here needs chatapp's local extras ({', '.join(missing)} "
+            "missing): pip install 'chatapp[local]', or chat with a server: --server URL",
+            kind="setup",
         )
     from chatapp.engine import LocalEngine
     from chatapp.engine.framework_internals import silence_libraries

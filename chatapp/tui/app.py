@@ -32,7 +32,6 @@ from chatapp.tui.preset_dialogs import PresetDialogs
 from chatapp.tui.prompt_shape import PromptShapeDialogs
 from chatapp.tui.screen import ChatScreen
 from chatapp.tui.signals import quit_on_signals
-from chatapp.tui.sweep_screen import open_sweep
 from chatapp.tui.textual_internals import version_warning
 from chatapp.tui.themes import use_themes
 from chatapp.tui.widgets import LoadingView, PromptBox
@@ -225,6 +224,8 @@ class ChatApp(App[int]):
         box.focus()
 
     def action_sweep(self) -> None:
+        from chatapp.tui.sweep_screen import open_sweep  # plotext: only when asked for
+
         if self._can_generate():
             open_sweep(self.pane, self.query_one(PromptBox).text, self.params)
 
