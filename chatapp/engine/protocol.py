@@ -53,6 +53,10 @@ class Engine(Protocol):
         """What produced a reply, kept with it in the history (no secrets)."""
         ...
 
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """The token ids of ``messages`` as a prompt (a server's: an estimate)."""
+        ...
+
     def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan: ...
 
     def stream_reply(

@@ -18,11 +18,12 @@ from chatapp.params import SamplingParams
 from chatapp.presets import PresetStore
 from chatapp.settings import SettingsFile
 from chatapp.store import ChatStore
+from chatapp.tui.attach import AttachActions
 from chatapp.tui.chat_pane import ChatPane
 from chatapp.tui.chats_screen import ChatsScreen
 from chatapp.tui.commands import ChatCommands
 from chatapp.tui.copying import CopyActions
-from chatapp.tui.editor import edit_text
+from chatapp.tui.editor import edit_message
 from chatapp.tui.events import EngineFailed, EngineReady, LensReplayed, LoadProgress, WhatIfReady
 from chatapp.tui.lens import LensView
 from chatapp.tui.lens_controller import LensController
@@ -111,6 +112,7 @@ class ChatApp(App[int]):
             say=self.set_status,
         )
         self.copying = CopyActions(self, self.lens, lambda: self.pane)
+        self.attach = AttachActions(self, lambda: self.pane)
         self.prompt_shape = PromptShapeDialogs(self, lambda: self.engine, lambda: self.pane)
 
     # -- layout -------------------------------------------------------------------------
@@ -215,13 +217,14 @@ class ChatApp(App[int]):
             actions[what]()
 
     def action_edit_in_editor(self) -> None:
-        """Ctrl+G: the message box's text in $VISUAL or $EDITOR, and back."""
-        box = self.query_one(PromptBox)
-        text = edit_text(self, box.text)
-        if text is not None:
-            box.load_text(text)
-            box.move_cursor(box.document.end)
-        box.focus()
+        edit_message(self, self.query_one(PromptBox))
+
+    def action_attach_file(self) -> None:
+        self.attach.ask(self.query_one(PromptBox))
+
+    @on(PromptBox.PathCompleted)
+    def _path_completed(self, event: PromptBox.PathCompleted) -> None:
+        self.attach.tell_tokens(event.path)
 
     def action_sweep(self) -> None:
         from chatapp.tui.sweep_screen import open_sweep  # plotext: only when asked for

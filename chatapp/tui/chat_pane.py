@@ -18,6 +18,7 @@ from textual.message import Message as TextualMessage
 from textual.widgets import Static
 
 from chatapp import paths
+from chatapp.attachments import AttachmentError, expand
 from chatapp.conversation import ChatSession
 from chatapp.engine.context import ContextTooLong
 from chatapp.engine.protocol import Engine
@@ -161,6 +162,11 @@ class ChatPane(Vertical):
         False (and says why) if it cannot be sent now. ``accepted`` runs once it can,
         before the turn is mounted."""
         assert self.engine is not None
+        try:
+            text, _ = expand(text)  # @path: the file's text goes into the message
+        except AttachmentError as exc:
+            self.notify(f"{exc}. Nothing was sent.", title="Not attached", severity="error")
+            return False
         if not self.can_send(text):
             return False
         accepted()

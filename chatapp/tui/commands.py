@@ -35,6 +35,7 @@ class CommandTarget(Protocol):
     async def action_compare(self, what: str) -> None: ...
     def action_sweep(self) -> None: ...
     def action_edit_in_editor(self) -> None: ...
+    def action_attach_file(self) -> None: ...
 
 
 class ChatCommands(Provider):
@@ -119,6 +120,11 @@ class ChatCommands(Provider):
             "Compare: keep this column",
             partial(app.action_compare, "keep"),
             "the chat continues from the focused column's reply",
+        )
+        yield (
+            "Attach file…",
+            app.action_attach_file,
+            "a text file's contents into the message (or type @path; Tab completes it)",
         )
         yield (
             "Write the message in $EDITOR",

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from textual.app import App, SuspendNotSupported
+from textual.widgets import TextArea
 
 
 def editor_command() -> list[str] | None:
@@ -58,3 +59,12 @@ def edit_text(app: App[object], text: str) -> str | None:
         return None
     finally:
         path.unlink(missing_ok=True)
+
+
+def edit_message(app: App[object], box: TextArea) -> None:
+    """Ctrl+G: the message box's text in the user's editor, and back into the box."""
+    text = edit_text(app, box.text)
+    if text is not None:
+        box.load_text(text)
+        box.move_cursor(box.document.end)
+    box.focus()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,6 +12,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Static, TextArea
 
+from chatapp.attachments import complete_path
 from chatapp.tui.textual_internals import KeysFirst, run_own_binding
 
 
@@ -36,6 +39,13 @@ class PromptBox(OrderedTextArea):
             super().__init__()
             self.text = text
 
+    class PathCompleted(Message):
+        """Tab completed an ``@path`` in the box to a file."""
+
+        def __init__(self, path: str) -> None:
+            super().__init__()
+            self.path = path
+
     def __init__(self) -> None:
         super().__init__(id="prompt", soft_wrap=True, show_line_numbers=False, compact=True)
         self.placeholder = "Message (Enter to send, Shift+Enter for a new line)"
@@ -48,6 +58,10 @@ class PromptBox(OrderedTextArea):
             if text:
                 self.post_message(self.Submitted(text))
             return True
+        if event.key == "tab" and self._complete_mention():
+            event.stop()
+            event.prevent_default()
+            return True
         if event.key in ("shift+enter", "ctrl+j"):
             event.stop()
             event.prevent_default()
@@ -56,6 +70,24 @@ class PromptBox(OrderedTextArea):
                 self.replace("\n", start, end, maintain_selection_offset=False)
             return True
         return await super().key_first(event)
+
+    def _complete_mention(self) -> bool:
+        """Tab right after ``@partial``: the path completed as far as it can be (a file:
+        ``PathCompleted``). False where the word before the cursor is not a mention."""
+        row, column = self.cursor_location
+        before = self.document.get_line(row)[:column]
+        found = re.search(r"(?:^|\s)@(\S*)$", before)
+        if found is None:
+            return False
+        partial = found.group(1)
+        completed = complete_path(partial)
+        if completed is None:
+            self.app.bell()
+            return True
+        self.insert(completed[len(partial) :])
+        if not completed.endswith("/"):
+            self.post_message(self.PathCompleted(completed))
+        return True
 
 
 class LoadingView(Vertical):
