@@ -129,7 +129,7 @@ def child_app(tokens: int, rate: float, result_path: str) -> None:
     Path(result_path).write_text(
         json.dumps(
             {
-                "repairs": app.stream_repairs,
+                "repairs": sum(pane.stream_repairs for pane in app.panes),
                 "done": app.replies_done,
                 "cpu": samples,
             }

@@ -30,9 +30,24 @@ class Settings:
     help_lang: str = "en"
     """The language of the parameter help: ``en`` (English) or ``zh`` (Traditional Chinese)."""
 
+    recent_models: list[str] = dataclasses.field(default_factory=list)
+    """The models and servers picked last with "Model…", newest first (paths, hub ids,
+    server URLs)."""
+
+    servers: list[str] = dataclasses.field(default_factory=list)
+    """OpenAI-compatible servers "Model…" offers (URLs such as http://host:8000/v1)."""
+
 
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(Settings)
+
+
+def _is(value: Any, kind: Any) -> bool:
+    """``isinstance`` that also checks a ``list[str]``'s items."""
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(isinstance(v, item) for v in value)
+    return isinstance(value, kind)
 
 
 class SettingsFile:
@@ -57,8 +72,8 @@ class SettingsFile:
         for name, kind in _field_types().items():
             if name not in data:
                 continue
-            if isinstance(data[name], kind):
-                good[name] = data[name]
+            if _is(data[name], kind):
+                good[name] = list(data[name]) if isinstance(data[name], list) else data[name]
             else:
                 bad.append(f"{name} = {data[name]!r}")
         self.values = Settings(**good)
@@ -72,7 +87,7 @@ class SettingsFile:
         unreadable file had to be set aside first. Raises TypeError for a value of the
         wrong type and KeyError for a name that is not a setting."""
         kind = _field_types()[name]
-        if not isinstance(value, kind):
+        if not _is(value, kind):
             raise TypeError(f"setting {name} cannot be {value!r}")
         self.values = dataclasses.replace(self.values, **{name: value})
         with paths.file_lock(self.path):

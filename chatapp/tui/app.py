@@ -28,6 +28,7 @@ from chatapp.tui.events import EngineFailed, EngineReady, LensReplayed, LoadProg
 from chatapp.tui.lens import LensView
 from chatapp.tui.lens_controller import LensController
 from chatapp.tui.model_loader import EngineFactory, ModelLoader
+from chatapp.tui.model_switch import ModelSwitcher
 from chatapp.tui.panel import ParamPanel
 from chatapp.tui.preset_dialogs import PresetDialogs
 from chatapp.tui.prompt_shape import PromptShapeDialogs
@@ -60,6 +61,7 @@ class ChatApp(App[int]):
         Binding("f8", "lens_step(1)", "Next step", show=False, priority=True),
         Binding("ctrl+s", "save_preset", "Save preset", show=False),
         Binding("ctrl+g", "edit_in_editor", "Editor", show=False, priority=True),
+        Binding("ctrl+l", "switch_model", "Model", show=False, priority=True),
         Binding("f4", "toggle_language", "中/EN", show=False, priority=True),
         Binding("f5", "compare('add')", "Compare", show=False, priority=True),
         Binding("shift+f5", "compare('close')", "Close column", show=False, priority=True),
@@ -113,6 +115,7 @@ class ChatApp(App[int]):
         )
         self.copying = CopyActions(self, self.lens, lambda: self.pane)
         self.attach = AttachActions(self, lambda: self.pane)
+        self.switcher = ModelSwitcher(self)
         self.prompt_shape = PromptShapeDialogs(self, lambda: self.engine, lambda: self.pane)
 
     # -- layout -------------------------------------------------------------------------
@@ -240,10 +243,6 @@ class ChatApp(App[int]):
     @property
     def generating(self) -> bool:  # the focused pane's reply is streaming
         return self.pane.streaming
-
-    @property
-    def stream_repairs(self) -> int:
-        return sum(pane.stream_repairs for pane in self.panes)
 
     @on(LoadProgress)
     def _load_progress(self, event: LoadProgress) -> None:
@@ -397,8 +396,7 @@ class ChatApp(App[int]):
     def action_lens_step(self, delta: int) -> None:
         self.lens.step(delta)
 
-    def action_lens_select(self, turn_index: int, step: int) -> None:
-        """Open one step of one reply in the lens (clicking a token in the heat map)."""
+    def action_lens_select(self, turn_index: int, step: int) -> None:  # a token clicked
         self.lens.select(turn_index, step)
 
     @on(LensReplayed)
@@ -415,11 +413,13 @@ class ChatApp(App[int]):
         panel.display = not panel.display
 
     def action_toggle_language(self) -> None:
-        lang = self.query_one(ParamPanel).toggle_language()
-        self.settings.set("help_lang", lang)
+        self.settings.set("help_lang", self.query_one(ParamPanel).toggle_language())
 
     def action_save_preset(self) -> None:
         self.preset_dialogs.save()
+
+    def action_switch_model(self) -> None:
+        self.switcher.ask()
 
     def action_copy_reply(self) -> None:
         self.copying.copy_reply()
@@ -431,8 +431,7 @@ class ChatApp(App[int]):
         self.copying.pick(delta)
 
     def _keep_partial_replies(self) -> None:
-        """However the app ends, replies still generating are asked to stop, and what they
-        streamed so far is kept, marked stopped."""
+        """However the app ends, replies still streaming stop and are kept, marked stopped."""
         for pane in self.panes:
             pane.keep_partial_reply()
 

@@ -36,6 +36,7 @@ class CommandTarget(Protocol):
     def action_sweep(self) -> None: ...
     def action_edit_in_editor(self) -> None: ...
     def action_attach_file(self) -> None: ...
+    def action_switch_model(self) -> None: ...
 
 
 class ChatCommands(Provider):
@@ -120,6 +121,11 @@ class ChatCommands(Provider):
             "Compare: keep this column",
             partial(app.action_compare, "keep"),
             "the chat continues from the focused column's reply",
+        )
+        yield (
+            "Model…",
+            app.action_switch_model,
+            "Ctrl+L: another model or server; the chat goes on with it",
         )
         yield (
             "Attach file…",

@@ -9,6 +9,7 @@ from chatapp.engine.from_args import engine_from_args
 from chatapp.params import SamplingParams
 from chatapp.tui.app import ChatApp
 from chatapp.tui.model_loader import EngineFactory
+from chatapp.tui.model_switch import engine_for
 
 
 def make_app(
@@ -16,7 +17,7 @@ def make_app(
 ) -> ChatApp:
     """The app as the command line configures it (shared by ``run_app`` and the tests)."""
     factory = engine_factory or partial(engine_from_args, args, background=True)
-    return ChatApp(
+    app = ChatApp(
         factory,
         params,
         preset=args.preset,
@@ -26,6 +27,9 @@ def make_app(
         continue_last=getattr(args, "continue_last", False),
         params_given=getattr(args, "params_given", False),
     )
+    if engine_factory is None:  # "Model…" loads another model with the same options
+        app.switcher.factory = partial(engine_for, args)
+    return app
 
 
 def run_app(args: argparse.Namespace, params: SamplingParams) -> int:
