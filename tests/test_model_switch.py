@@ -151,3 +151,24 @@ async def test_switch_from_the_bundled_model_to_a_tiny_random_one(engine, tmp_pa
         assert turns[0].reply.model == engine.model_name
         assert turns[1].reply.model == app.engine.model_name != engine.model_name
         assert turns[1].reply.status == "done" and turns[1].reply.stats.new_tokens >= 1
+
+
+async def test_the_server_in_use_offers_each_of_its_models():
+    """On a server (a stub on loopback), the picker lists every model it serves; picking
+    one connects to it through the app's own factory, and replies come from it."""
+    from chatapp.engine.remote import RemoteEngine
+    from chatapp.tui.app import ChatApp
+    from tests.openai_stub import StubServer
+
+    models = [{"id": n, "object": "model", "owned_by": "stub"} for n in ("alpha", "beta")]
+    with StubServer(["Hi."], models=models) as stub:
+        app = ChatApp(lambda progress: RemoteEngine(stub.url))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            assert app.engine.model_name == "alpha"
+            choices = [choice for _, choice in app.switcher.choices()]
+            assert f"{stub.url} beta" in choices and f"{stub.url} alpha" in choices
+            await _pick(pilot, f"{stub.url} beta")
+            await wait_for(pilot, lambda: app.engine.model_name == "beta", timeout=15)
+            await send(pilot, "Hello?")
+            assert stub.bodies("/v1/chat/completions")[-1]["model"] == "beta"

@@ -57,8 +57,9 @@ def engine_for(args: argparse.Namespace | None, choice: str, progress: Any) -> E
     from chatapp.engine.from_args import engine_from_args
 
     options = copy.copy(args) if args is not None else build_parser().parse_args([])
-    if is_server(choice):
-        options.server, options.model = choice, None
+    if is_server(choice):  # "URL" (its default model) or "URL MODEL"
+        url, _, model = choice.partition(" ")
+        options.server, options.model = url, model.strip() or None
     else:
         options.server, options.model = None, choice
     return engine_from_args(options, progress, background=True)
@@ -119,6 +120,10 @@ class ModelSwitcher:
             found.append(("the bundled offline Gemma 3 270M", "bundled"))
         found += [("recent", choice) for choice in settings.recent_models]
         found += [("in the Hugging Face cache", repo) for repo in cached_models()]
+        engine = self.app.engine
+        here = getattr(engine, "base_url", None)
+        if here is not None:  # the server in use: each model it serves
+            found += [("on this server", f"{here} {m}") for m in getattr(engine, "models", [])]
         found += [("server (settings.toml)", url) for url in settings.servers]
         seen: set[str] = set()
         return [(w, c) for w, c in found if not (c in seen or seen.add(c))]
