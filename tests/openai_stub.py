@@ -99,8 +99,8 @@ class StubServer:
                 for i, piece in enumerate(stub.pieces):
                     time.sleep(stub.delay)
                     choice: dict[str, Any] = {"index": 0, "finish_reason": None}
-                    if chat:
-                        choice["delta"] = {"content": piece}
+                    if chat:  # a dict: the delta itself (reasoning_content, say)
+                        choice["delta"] = piece if isinstance(piece, dict) else {"content": piece}
                     else:
                         choice["text"] = piece
                     if body.get("logprobs"):

@@ -62,6 +62,7 @@ from chatapp.engine.types import (
     StepRecord,
 )
 from chatapp.params import SamplingParams
+from chatapp.thinking import ReasoningTags
 
 _END = object()  # the stream finished
 _STOPPED = object()  # stop() was called
@@ -333,6 +334,7 @@ class RemoteEngine(StagesUnknown):
         if self.kind.usage_option:
             fields["stream_options"] = {"include_usage": True}
         pieces: list[str] = []
+        reasoning = ReasoningTags()  # a server's separate thinking, as <think> text
         state: dict[str, Any] = {"first": None, "tokens": 0, "finish": None, "usage": None}
         state["step"] = 0
 
@@ -384,6 +386,8 @@ class RemoteEngine(StagesUnknown):
                     state["usage"] = chunk.usage
                 for choice in chunk.choices[:1]:
                     text = (choice.delta.content or "") if chat else (choice.text or "")
+                    if chat:
+                        text = reasoning.piece(choice.delta, text)
                     steps = (
                         logprob_steps(choice, chat, state, self.kind.label) if want_logprobs else []
                     )
@@ -414,6 +418,7 @@ class RemoteEngine(StagesUnknown):
             running.close()
         if self._cancel.is_set():
             return stats("stopped")
+        emit(reasoning.close())
         tail = stops.flush()
         if tail:
             pieces.append(tail)

@@ -3,12 +3,15 @@ streaming reply."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Button, Static
+from textual.widgets import Button, Collapsible, Static
 
 from chatapp.conversation import Conversation, ReplyVersion, Turn
 from chatapp.engine.types import StepRecord
+from chatapp.thinking import answer_of, split
 from chatapp.tui.reply_text import ReplyText
 from chatapp.tui.textual_internals import LaidOutOnce
 
@@ -38,6 +41,16 @@ class UserMessage(LaidOutOnce, Vertical):
         yield _Text(self.turn.user, classes="body", markup=False)
 
 
+HIDE_THINKING = "hide_thinking"  # the app's attribute: thinking blocks hidden everywhere
+
+
+def toggle_thinking(app: Any) -> None:
+    """Hide every reply's thinking block, or show them again ("Toggle thinking")."""
+    setattr(app, HIDE_THINKING, not getattr(app, HIDE_THINKING, False))
+    for message in app.query(AssistantMessage):
+        message.answer(message.text)
+
+
 class AssistantMessage(LaidOutOnce, Vertical):
     """The reply of one turn: shows one of its versions, with its parameters and stats."""
 
@@ -45,10 +58,13 @@ class AssistantMessage(LaidOutOnce, Vertical):
         super().__init__(classes="message assistant-message")
         self.turn = turn
         self.turn_index = index
-        self._body = ReplyText(turn.reply.text if turn.reply else "")
+        self._body = ReplyText(answer_of(turn.reply.text) if turn.reply else "")
+        self._thinking_closed: bool | None = None  # the thinking block's state, as last set
 
     def compose(self) -> ComposeResult:
         yield _Text("Model", classes="role")
+        with Collapsible(title="Thinking", collapsed=True, classes="thinking"):
+            yield _Text("", classes="thinking-text", markup=False)
         yield self._body
         yield _Text("", classes="heat")
         yield _Text("", classes="meta")
@@ -57,8 +73,33 @@ class AssistantMessage(LaidOutOnce, Vertical):
     def on_mount(self) -> None:
         self.query_one(".heat", Static).display = False
         self.query_one(".context-note", Static).display = False
+        self.query_one(".thinking", Collapsible).display = False
         if self.turn.versions:
             self.show_meta()
+            self.answer(self.text)
+
+    def answer(self, text: str) -> str:
+        """Show ``text``'s thinking in its block (open while it streams, closed once the
+        answer begins; the user's own toggle holds until that changes); returns the
+        answer, for the body."""
+        parts = split(text)
+        block = self.query_one(".thinking", Collapsible)
+        block.display = parts.thinking is not None and not getattr(self.app, HIDE_THINKING, False)
+        if parts.thinking is None:
+            return parts.answer
+        self.query_one(".thinking-text", Static).update(parts.thinking)
+        closed = parts.thinking_done and bool(parts.answer.strip())
+        if closed != self._thinking_closed:
+            self._thinking_closed = closed
+            block.collapsed = closed
+        return parts.answer
+        self.query_one(".thinking-text", Static).update(parts.thinking)
+        if not block.display:
+            block.display = True
+            block.collapsed = parts.thinking_done
+        elif parts.thinking_done and not block.collapsed and not parts.answer.strip() == "":
+            block.collapsed = True
+        return parts.answer
 
     # -- the model's view -----------------------------------------------------------------
     @property
@@ -136,7 +177,7 @@ class AssistantMessage(LaidOutOnce, Vertical):
 
     async def redraw(self) -> None:
         """Show the version the turn now points at."""
-        self.body.set_text(self.text)
+        self.body.set_text(self.answer(self.text))
         self.show_meta()
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from chatapp.tui.chat_log import toggle_thinking
 from chatapp.tui.copying import CopyActions
 from chatapp.tui.preset_dialogs import PresetDialogs
 from chatapp.tui.prompt_shape import PromptShapeDialogs
@@ -106,6 +107,11 @@ class ChatCommands(Provider):
             "F3: each step's next-token table",
         )
         yield ("Toggle heat map", app.action_toggle_heat, "F6: colour tokens by probability")
+        yield (
+            "Toggle thinking",
+            partial(toggle_thinking, app),
+            "hide or show reasoning models' thinking in every reply",
+        )
         yield (
             "Compare…",
             partial(app.action_compare, "add"),

@@ -53,10 +53,14 @@ def is_server(choice: str) -> bool:
 def engine_for(args: argparse.Namespace | None, choice: str, progress: Any) -> Engine:
     """The engine for ``choice`` (a server URL, or a model for ``--model``), with the
     launch's other options."""
-    from chatapp.cli import build_parser
+    from chatapp.cli_options import add_engine_options
     from chatapp.engine.from_args import engine_from_args
 
-    options = copy.copy(args) if args is not None else build_parser().parse_args([])
+    if args is None:  # the engine options' defaults
+        parser = argparse.ArgumentParser()
+        add_engine_options(parser)
+        args = parser.parse_args([])
+    options = copy.copy(args)
     if is_server(choice):  # "URL" (its default model) or "URL MODEL"
         url, _, model = choice.partition(" ")
         options.server, options.model = url, model.strip() or None

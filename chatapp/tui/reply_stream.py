@@ -20,6 +20,7 @@ from chatapp.engine.protocol import Engine
 from chatapp.engine.request_queue import RequestQueue
 from chatapp.engine.types import EngineError, Message, ReplyInterrupted, ReplyStats
 from chatapp.params import SamplingParams
+from chatapp.thinking import answer_of
 from chatapp.tui.chat_log import FOLLOW_STEP_DIVISOR, AssistantMessage, ChatLog
 from chatapp.tui.events import ReplyFinished
 from chatapp.tui.textual_internals import changes_pending
@@ -262,10 +263,10 @@ class ReplyStream:
             # Back to Textual's anchor (the chat's end) if the user was following the reply.
             following = log.shows_end(before)
             log.stop_following()
-            body.set_text(self.text)
+            body.set_text(reply.answer(self.text))
             if following:
                 log.call_after_refresh(log.anchor)
-        elif body.show(self.text):  # drawn at the next layout: follow after it
+        elif body.show(reply.answer(self.text)):  # drawn at the next layout: follow after it
             log.call_after_refresh(log.follow, before)
         else:
             log.follow(before)
@@ -306,11 +307,11 @@ class ReplyStream:
         if self.reply.body.streaming:
             self._show_streamed(final=True)
         stats = event.stats
-        if stats is not None and self.reply.body.text != stats.text:
+        if stats is not None and self.reply.body.text != answer_of(stats.text):
             # Streaming lost or garbled text: show the engine's whole reply, and say so
             # (the UI benchmark counts these; there should be none).
             self.repaired = True
-            self.reply.body.set_text(stats.text)
+            self.reply.body.set_text(self.reply.answer(stats.text))
         self.version.lens_steps = list(self.recorder.steps)
         self.version.lens_complete = bool(self.version.lens_steps) and self.recorder.complete
 
