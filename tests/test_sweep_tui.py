@@ -12,6 +12,8 @@ from chatapp.store import ChatStore
 from chatapp.tui.sweep_screen import SweepDialog, SweepScreen
 from tests.tui_helpers import fake_app, ready, send, wait_for
 
+# Each value with three seeds from 5, in the order the sweep draws them.
+DRAWN = [(t, seed) for t in (0.3, 0.9) for seed in (5, 6, 7)]
 PIECES = ["The ", "sea ", "is ", "wide ", "and ", "the ", "sea ", "is ", "deep."]
 
 
@@ -49,14 +51,7 @@ async def test_sweep_runs_plots_shows_texts_and_is_kept_in_the_history():
         # What the engine was asked: each value, three seeds each, after the chat so far
         # (without the swept message's earlier reply).
         asked = source.calls[1:]
-        assert sorted((p.temperature, p.seed) for _, p in asked) == [
-            (0.3, 5),
-            (0.3, 6),
-            (0.3, 7),
-            (0.9, 5),
-            (0.9, 6),
-            (0.9, 7),
-        ]
+        assert sorted((p.temperature, p.seed) for _, p in asked) == DRAWN
         assert all([m.content for m in messages] == ["Describe the sea."] for messages, _ in asked)
 
         table = screen.query_one("#sweep-table", DataTable)
@@ -82,14 +77,7 @@ async def test_sweep_runs_plots_shows_texts_and_is_kept_in_the_history():
     assert screen.saved is not None and saved.open(screen.saved)
     assert saved.chat.title == "Sweep: temperature 0.3, 0.9 × 3"
     versions = saved.chat.turns[0].versions
-    assert [(v.params.temperature, v.stats.seed) for v in versions] == [
-        (0.3, 5),
-        (0.3, 6),
-        (0.3, 7),
-        (0.9, 5),
-        (0.9, 6),
-        (0.9, 7),
-    ]
+    assert [(v.params.temperature, v.stats.seed) for v in versions] == DRAWN
     assert "Sweep: temperature" in saved.chat.to_markdown()
 
 
