@@ -221,7 +221,11 @@ def entry() -> None:  # pragma: no cover - tests/test_quit.py runs it in a subpr
     import os
 
     heap.pause()  # until the model is loaded: see chatapp/heap.py for why
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # `chatapp chats | head -1`: the reader had what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to it
+        code = 0
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
