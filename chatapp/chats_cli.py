@@ -55,7 +55,7 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the history command that ``args`` names; returns the exit status."""
     from chatapp import paths
-    from chatapp.conversation import ChatSession, load_export
+    from chatapp.conversation import MAX_IMPORT_BYTES, ChatSession, load_export
     from chatapp.store import ChatStore
 
     store = ChatStore()
@@ -84,9 +84,15 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return 0
     try:
+        size = Path(args.file).stat().st_size
+        if size > MAX_IMPORT_BYTES:  # refused unread: memory stays bounded
+            return _fail(
+                f"{args.file} could not be imported: {size:,} bytes, more than a chat export "
+                f"holds (at most {MAX_IMPORT_BYTES:,}); nothing was imported"
+            )
         chat = load_export(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        return _fail(f"{args.file} could not be imported: {exc}")
+        return _fail(f"{args.file} could not be imported: {exc}; nothing was imported")
     if store.read_only or not store.persistent:
         return _fail(f"the chat history {store.path} cannot be written; nothing was imported")
     chat_id = session.import_chat(chat)

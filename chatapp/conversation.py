@@ -178,8 +178,12 @@ class Conversation:
             raise ValueError("not a chatapp chat export (its 'format' is not chatapp-chat)")
         if int(data.get("version", 0)) > EXPORT_VERSION:
             raise ValueError(f"written by a newer chatapp (export version {data['version']})")
+        raw_turns = data.get("turns")
+        if not isinstance(raw_turns, list):
+            raise ValueError("it has no list of turns (a chat export always has one)")
+        _check_size(data, raw_turns)
         turns = []
-        for raw in data.get("turns", []):
+        for raw in raw_turns:
             versions = [ReplyVersion.from_dict(v) for v in raw.get("versions", [])]
             shown = int(raw.get("shown", len(versions) - 1))
             turns.append(
@@ -401,10 +405,36 @@ def _columns(version: ReplyVersion) -> dict[str, Any]:
     }
 
 
+# What an import takes at most: far more than any chat chatapp writes, far less than a
+# file made to exhaust memory. Everything is checked before anything is saved.
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+MAX_IMPORT_TEXT = 4_000_000  # characters in one message, reply, title or system prompt
+MAX_IMPORT_VERSIONS = 100_000  # reply versions in one chat
+
+
+def _check_size(data: dict[str, Any], turns: list[Any]) -> None:
+    """ValueError when the export holds more than a chat can (see the limits above)."""
+    versions = 0
+    texts: list[Any] = [data.get("title"), data.get("system")]
+    for raw in turns:
+        if not isinstance(raw, dict) or not isinstance(raw.get("versions", []), list):
+            raise ValueError("a turn is not a chat export's turn")
+        versions += len(raw.get("versions", []))
+        if versions > MAX_IMPORT_VERSIONS:
+            raise ValueError(f"more than {MAX_IMPORT_VERSIONS:,} reply versions")
+        texts.append(raw.get("user"))
+        texts += [v.get("text") for v in raw.get("versions", []) if isinstance(v, dict)]
+    longest = max((len(t) for t in texts if isinstance(t, str)), default=0)
+    if longest > MAX_IMPORT_TEXT:
+        raise ValueError(f"a text of {longest:,} characters (at most {MAX_IMPORT_TEXT:,})")
+
+
 def load_export(text: str) -> Conversation:
     """A conversation from an exported JSON file's text; raises ValueError."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc})") from exc
+    except RecursionError:
+        raise ValueError("its JSON is nested too deeply to be a chat export") from None
     return Conversation.from_json(data)
