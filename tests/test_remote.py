@@ -523,3 +523,16 @@ def test_compare_columns_go_to_the_server_at_once_each_with_its_values():
     assert sorted(b["temperature"] for b in bodies) == [0.5, 1.0, 1.5]
     assert {b["seed"] for b in bodies} == {9}
     assert arrived.is_set() and not remote.busy
+
+
+def test_the_token_estimate_does_not_undercount_chinese():
+    """Without the server's tokenizer the planner estimates; it must not let a Chinese
+    prompt through as shorter than the bundled tokenizer counts it (the old estimate, 3
+    characters a token, counted the tutorial's Chinese at half)."""
+    from chatapp.engine.closeness import CLOSENESS_TEXT
+    from chatapp.engine.remote import estimate_tokens
+
+    chinese = CLOSENESS_TEXT.splitlines()[1]
+    assert estimate_tokens(chinese) >= len(chinese) * 0.9  # Gemma: 1.56 characters a token
+    english = CLOSENESS_TEXT.splitlines()[0]
+    assert len(english) / 4.5 <= estimate_tokens(english) <= len(english) / 2.5

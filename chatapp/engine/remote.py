@@ -21,6 +21,7 @@ import queue
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -85,6 +86,16 @@ class _Request:
                 stream.close()
             except Exception:  # noqa: BLE001 - it may be closing already
                 pass
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens ``text`` takes, estimated without the server's tokenizer: a wide (Chinese,
+    Japanese, Korean) character one each, other text one per 3 characters. Tokenizers
+    give about 4 English characters a token and 1 to 1.6 Chinese ones (Gemma's: 4.1 and
+    1.56, measured on the closeness text), so this leans to more: a prompt estimated to
+    fit does."""
+    wide = sum(1 for c in text if unicodedata.east_asian_width(c) in ("W", "F"))
+    return wide + (len(text) - wide + 2) // 3
 
 
 class RemoteEngine(StagesUnknown):
@@ -193,9 +204,8 @@ class RemoteEngine(StagesUnknown):
 
     # -- prompts --------------------------------------------------------------------------
     def encode(self, messages: Sequence[Message]) -> list[int]:
-        """An estimate (no tokenizer here): about one token per 3 characters."""
-        chars = sum(len(m.content) + 8 for m in messages)
-        return [0] * (chars // 3 + 1)
+        """An estimate (no tokenizer here): see ``estimate_tokens``."""
+        return [0] * (sum(estimate_tokens(m.content) + 3 for m in messages) + 1)
 
     def plan(self, messages: Sequence[Message], params: SamplingParams) -> ContextPlan:
         window = self.context_window or 10**9  # unknown: the server says if it is too long
