@@ -28,7 +28,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
     remote.add_argument(
         "--server-kind",
-        choices=("vllm", "tgi", "transformers", "llamacpp", "ollama", "openai"),
+        choices=("vllm", "tgi", "transformers", "llamacpp", "llama_cpp_python", "ollama", "openai"),
         help="the server's kind, when detection guesses wrong (it decides which sampling "
         "values are sent, and under which names)",
     )

@@ -316,6 +316,13 @@ def test_the_kind_is_detected_from_what_each_server_exposes():
         "tgi": {"extra": {"/info": {"model_id": "m", "max_total_tokens": 4096}}},
         "transformers": {"extra": {"/openapi.json": {"paths": {"/load_model": {}}}}},
         "openai": {},
+        # llama-cpp-python's server: its schema's /extras/tokenize, and models "owned_by":
+        # "me" (either is enough), mirroring its /openapi.json and /v1/models.
+        "llama_cpp_python": {
+            "extra": {
+                "/openapi.json": {"paths": {"/v1/chat/completions": {}, "/extras/tokenize": {}}}
+            }
+        },
     }
     for kind, setup in cases.items():
         with StubServer(models=setup.get("models"), extra_paths=setup.get("extra")) as stub:
@@ -536,3 +543,22 @@ def test_the_token_estimate_does_not_undercount_chinese():
     assert estimate_tokens(chinese) >= len(chinese) * 0.9  # Gemma: 1.56 characters a token
     english = CLOSENESS_TEXT.splitlines()[0]
     assert len(english) / 4.5 <= estimate_tokens(english) <= len(english) / 2.5
+
+
+def test_llama_cpp_pythons_server_gets_its_own_sampling_fields():
+    """llama-cpp-python's server honours top_k, min_p, typical_p and repeat_penalty; taken
+    for a generic OpenAI server it got none of them (a stub answering as it does)."""
+    models = [{"id": "model.gguf", "object": "model", "owned_by": "me", "permissions": []}]
+    with StubServer(models=models) as stub:
+        remote = RemoteEngine(stub.url)
+        assert remote.kind.name == "llama_cpp_python"
+        values = PARAMS.replace(top_k=17, min_p=0.05, typical_p=0.9, repetition_penalty=1.2)
+        remote.stream_reply(HELLO, values)
+        body = stub.bodies("/v1/chat/completions")[0]
+    assert (body["top_k"], body["min_p"], body["typical_p"], body["repeat_penalty"]) == (
+        17,
+        0.05,
+        0.9,
+        1.2,
+    )
+    assert "stream_options" not in body

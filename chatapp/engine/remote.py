@@ -169,6 +169,8 @@ class RemoteEngine(StagesUnknown):
         owners = {str(r.get("owned_by", "")) for r in raw}
         window = next((int(r["max_model_len"]) for r in raw if r.get("max_model_len")), 0)
         kind = "vllm" if "vllm" in owners else "llamacpp" if "llamacpp" in owners else None
+        if kind is None and owners == {"me"}:  # llama-cpp-python's way of saying so
+            kind = "llama_cpp_python"
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
         if kind is None:
             kind = detect_kind(root) if detect else "openai"

@@ -66,6 +66,19 @@ KINDS: dict[str, ServerKind] = {
             "repetition_penalty": "repeat_penalty",
         },
     ),
+    # llama-cpp-python's server (python -m llama_cpp.server): its own field names, no
+    # /props, and models "owned_by": "me".
+    "llama_cpp_python": ServerKind(
+        "llama_cpp_python",
+        "llama-cpp-python",
+        {
+            "top_k": "top_k",
+            "min_p": "min_p",
+            "typical_p": "typical_p",
+            "repetition_penalty": "repeat_penalty",
+        },
+        usage_option=False,
+    ),
     "ollama": ServerKind("ollama", "Ollama", usage_option=False),  # its /v1 ignores top_k
     "openai": ServerKind("openai", "an OpenAI-compatible server"),
 }
@@ -170,6 +183,8 @@ def detect_kind(root: str) -> str:
         return "transformers"
     if "/tokenize" in paths and "/version" in paths:
         return "vllm"
+    if "/extras/tokenize" in paths:
+        return "llama_cpp_python"
     version = get_json(root + "/api/version")
     if isinstance(version, dict) and "version" in version:
         return "ollama"
