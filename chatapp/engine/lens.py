@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from chatapp.engine import framework_internals as internals
@@ -147,7 +148,7 @@ def analyze_steps(
     # each row's survivors alone (``alive``: ids, padded with removed ones where a row
     # has fewer): a few dozen entries instead of the whole vocabulary.
     alive: Any = None
-    lse = raw_lse
+    lse, subset = raw_lse, scores
     for processor in processors:
         if type(processor).__name__ in _ROW_WISE:
             scores = _for_rows(processor, rows)(row_ids, scores)
@@ -171,8 +172,8 @@ def analyze_steps(
             masses.append((scores - lse).exp().sum(-1))
         if keep is not None:
             keep.append((scores, lse))
-    final = scores if alive is None else scores.gather(1, alive).masked_fill(~valid, float("-inf"))
-    entropy_after = _entropy_bits(final, lse)
+    # The last stage's distribution: the whole row, or its survivors once a filter ran.
+    entropy_after = _entropy_bits(scores if alive is None else subset, lse)
     table = torch.stack(probs, dim=-1).tolist()  # rows x picks x stages
     top = top_ids.tolist()
     mass_rows = torch.stack(masses, dim=-1).tolist() if check_mass else [[]] * rows
@@ -191,16 +192,7 @@ def analyze_steps(
             mass=mass_rows[r],
         )
         if drawn is not None:
-            record.sampled_id = int(drawn[r])
-            if record.sampled is None:
-                record.candidates.append(
-                    Candidate(
-                        record.sampled_id,
-                        readable_token(tokenizer, record.sampled_id),
-                        table[r][top_n],
-                    )
-                )
-            record.sampled_prob = record.sampled.probs[-1] if record.sampled else None
+            _mark_drawn(record, int(drawn[r]), lambda r=r: table[r][top_n], tokenizer)
         records.append(record)
     return scores, records
 
@@ -235,12 +227,22 @@ def add_sampled(
     record: StepRecord, token_id: int, kept: list[tuple[Any, Any]], tokenizer: Any
 ) -> None:
     """Mark the drawn token (adding its row if it was not among the top candidates)."""
-    record.sampled_id = int(token_id)
+    _mark_drawn(
+        record,
+        int(token_id),
+        lambda: [float((s[0, token_id] - lse[0, 0]).exp()) for s, lse in kept],
+        tokenizer,
+    )
+
+
+def _mark_drawn(
+    record: StepRecord, token_id: int, probs: Callable[[], list[float]], tokenizer: Any
+) -> None:
+    """Mark ``token_id`` as the drawn token, adding its row (``probs()``, a probability
+    per stage) when it is not among the top candidates."""
+    record.sampled_id = token_id
     if record.sampled is None:
-        probs = [float((s[0, token_id] - lse[0, 0]).exp()) for s, lse in kept]
-        record.candidates.append(
-            Candidate(int(token_id), readable_token(tokenizer, token_id), probs)
-        )
+        record.candidates.append(Candidate(token_id, readable_token(tokenizer, token_id), probs()))
     record.sampled_prob = record.sampled.probs[-1] if record.sampled else None
 
 
