@@ -59,12 +59,15 @@ class AssistantMessage(LaidOutOnce, Vertical):
         self.turn = turn
         self.turn_index = index
         self._body = ReplyText(answer_of(turn.reply.text) if turn.reply else "")
+        self._thinking_text = _Text("", classes="thinking-text", markup=False)
+        self._thinking = Collapsible(
+            self._thinking_text, title="Thinking", collapsed=True, classes="thinking"
+        )
         self._thinking_closed: bool | None = None  # the thinking block's state, as last set
 
     def compose(self) -> ComposeResult:
         yield _Text("Model", classes="role")
-        with Collapsible(title="Thinking", collapsed=True, classes="thinking"):
-            yield _Text("", classes="thinking-text", markup=False)
+        yield self._thinking
         yield self._body
         yield _Text("", classes="heat")
         yield _Text("", classes="meta")
@@ -73,7 +76,7 @@ class AssistantMessage(LaidOutOnce, Vertical):
     def on_mount(self) -> None:
         self.query_one(".heat", Static).display = False
         self.query_one(".context-note", Static).display = False
-        self.query_one(".thinking", Collapsible).display = False
+        self._thinking.display = False
         if self.turn.versions:
             self.show_meta()
             self.answer(self.text)
@@ -81,24 +84,20 @@ class AssistantMessage(LaidOutOnce, Vertical):
     def answer(self, text: str) -> str:
         """Show ``text``'s thinking in its block (open while it streams, closed once the
         answer begins; the user's own toggle holds until that changes); returns the
-        answer, for the body."""
+        answer, for the body. Called at every draw of a streaming reply: widgets kept,
+        nothing queried."""
         parts = split(text)
-        block = self.query_one(".thinking", Collapsible)
-        block.display = parts.thinking is not None and not getattr(self.app, HIDE_THINKING, False)
+        block = self._thinking
+        shown = parts.thinking is not None and not getattr(self.app, HIDE_THINKING, False)
+        if block.display != shown:
+            block.display = shown
         if parts.thinking is None:
             return parts.answer
-        self.query_one(".thinking-text", Static).update(parts.thinking)
+        self._thinking_text.update(parts.thinking)
         closed = parts.thinking_done and bool(parts.answer.strip())
         if closed != self._thinking_closed:
             self._thinking_closed = closed
             block.collapsed = closed
-        return parts.answer
-        self.query_one(".thinking-text", Static).update(parts.thinking)
-        if not block.display:
-            block.display = True
-            block.collapsed = parts.thinking_done
-        elif parts.thinking_done and not block.collapsed and not parts.answer.strip() == "":
-            block.collapsed = True
         return parts.answer
 
     # -- the model's view -----------------------------------------------------------------
