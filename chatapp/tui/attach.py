@@ -72,9 +72,10 @@ class AttachActions:
             return
         empty = len(engine.encode([Message("user", "")]))
         tokens = len(engine.encode([Message("user", attachment.block)])) - empty
-        window = engine.plan([Message("user", "")], self.pane().params).window
+        window = engine.context_window  # 0: a server that does not say
+        holds = f" (the window holds {window:,})" if window else ""
         self.app.notify(
-            f"{attachment.path.name}: {tokens:,} tokens (the window holds {window:,}); it goes "
-            "into the message when you send it",
+            f"{attachment.path.name}: {tokens:,} tokens{holds}; it goes into the message "
+            "when you send it",
             title="Attached",
         )
