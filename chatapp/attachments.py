@@ -114,12 +114,8 @@ def complete_path(partial: str, base: Path | None = None) -> str | None:
     """``partial`` completed as far as the files it could name agree (a folder gets its
     ``/``), or None when nothing matches or nothing is added."""
     expanded = os.path.expanduser(partial)
-    folder, _, stem = expanded.rpartition("/")
-    root = (
-        Path(folder or ".")
-        if Path(folder or ".").is_absolute()
-        else (base or Path.cwd()) / (folder or ".")
-    )
+    folder, slash, stem = expanded.rpartition("/")
+    root = _resolve(folder or slash or ".", base)  # "/x": the root folder's entries
     try:
         names = sorted(
             entry.name + ("/" if entry.is_dir() else "")

@@ -75,6 +75,8 @@ def test_paths_complete_as_far_as_the_files_agree(files):
     assert complete_path("src/mod") == "src/module_"
     assert complete_path("src/module_") is None  # two files: nothing more to add
     assert complete_path("zzz") is None
+    assert complete_path(f"{files}/src/module_o") == f"{files}/src/module_one.py"  # absolute
+    assert complete_path("/tm") == "/tmp/"  # a folder at the root
 
 
 async def test_an_attached_file_is_sent_and_saved_with_the_message(files):
