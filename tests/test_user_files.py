@@ -171,3 +171,24 @@ def test_a_kill_mid_save_leaves_presets_and_settings_whole(private_config):
         assert store.load_error is None and store.get("Mine").params.temperature == 0.5
         settings = SettingsFile()
         assert settings.load_error is None and settings.values.help_lang == "zh"
+
+
+def test_list_settings_of_the_wrong_type_fall_back_and_are_named(private_config):
+    """recent_models and servers are lists of text: anything else is named, its default
+    used, and the file left as it is until a setting changes."""
+    from chatapp import paths
+    from chatapp.settings import SettingsFile
+
+    path = paths.settings_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = 'servers = "http://one:8000/v1"\nrecent_models = [1, 2]\ntheme = "nord"\n'
+    path.write_text(text, encoding="utf-8")
+    settings = SettingsFile()
+    assert settings.values.servers == [] and settings.values.recent_models == []
+    assert settings.values.theme == "nord"
+    assert "servers = 'http://one:8000/v1'" in settings.load_error
+    assert "recent_models = [1, 2]" in settings.load_error
+    assert path.read_text(encoding="utf-8") == text
+    settings.set("recent_models", ["bundled"])
+    assert SettingsFile().values.recent_models == ["bundled"]
+    assert 'theme = "nord"' in path.read_text(encoding="utf-8")
