@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from chatapp.tui.textual_internals import notifications
 from tests.tui_helpers import fake_app, ready, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -61,12 +62,12 @@ async def test_no_editor_or_a_failing_one_leaves_the_box_as_it_was(editor, monke
         await pilot.press("ctrl+g")
         await pilot.pause(0.2)
         assert box.text == "please fail"
-        assert any("exited with status 3" in n.message for n in app._notifications)
+        assert any("exited with status 3" in n for n in notifications(app))
         monkeypatch.delenv("EDITOR")
         await pilot.press("ctrl+g")
         await pilot.pause(0.1)
         assert box.text == "please fail"
-        assert any("Set $VISUAL or $EDITOR" in n.message for n in app._notifications)
+        assert any("Set $VISUAL or $EDITOR" in n for n in notifications(app))
         assert source.calls == []
 
 

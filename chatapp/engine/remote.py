@@ -91,9 +91,8 @@ class _Request:
 def estimate_tokens(text: str) -> int:
     """Tokens ``text`` takes, estimated without the server's tokenizer: a wide (Chinese,
     Japanese, Korean) character one each, other text one per 3 characters. Tokenizers
-    give about 4 English characters a token and 1 to 1.6 Chinese ones (Gemma's: 4.1 and
-    1.56, measured on the closeness text), so this leans to more: a prompt estimated to
-    fit does."""
+    pack more English than that into a token and at most about one wide character, so
+    the estimate leans to more: a prompt estimated to fit does (docs/performance.md)."""
     wide = sum(1 for c in text if unicodedata.east_asian_width(c) in ("W", "F"))
     return wide + (len(text) - wide + 2) // 3
 
