@@ -192,7 +192,7 @@ def analyze_steps(
             mass=mass_rows[r],
         )
         if drawn is not None:
-            _mark_drawn(record, int(drawn[r]), lambda r=r: table[r][top_n], tokenizer)
+            _mark_drawn(record, int(drawn[r]), table[r][top_n], tokenizer)
         records.append(record)
     return scores, records
 
@@ -236,13 +236,17 @@ def add_sampled(
 
 
 def _mark_drawn(
-    record: StepRecord, token_id: int, probs: Callable[[], list[float]], tokenizer: Any
+    record: StepRecord,
+    token_id: int,
+    probs: list[float] | Callable[[], list[float]],
+    tokenizer: Any,
 ) -> None:
-    """Mark ``token_id`` as the drawn token, adding its row (``probs()``, a probability
-    per stage) when it is not among the top candidates."""
+    """Mark ``token_id`` as the drawn token, adding its row (``probs``: a probability per
+    stage, or what computes them when needed) when it is not among the top candidates."""
     record.sampled_id = token_id
     if record.sampled is None:
-        record.candidates.append(Candidate(token_id, readable_token(tokenizer, token_id), probs()))
+        row = probs() if callable(probs) else probs
+        record.candidates.append(Candidate(token_id, readable_token(tokenizer, token_id), row))
     record.sampled_prob = record.sampled.probs[-1] if record.sampled else None
 
 
