@@ -278,8 +278,9 @@ class ChatApp(App[int]):
         self.set_status("No model: " + event.error)
 
     def set_status(self, text: str) -> None:
-        """The status line (one row as wide as the screen: a new text needs no layout)."""
-        self.query_one("#status", Static).update(text, layout=False)
+        """The status line (no layout needed; none left while the app is closing)."""
+        for status in self.query("#status").results(Static):
+            status.update(text, layout=False)
 
     @on(ChatPane.Status)
     def _pane_status(self, event: ChatPane.Status) -> None:

@@ -50,6 +50,9 @@ class ModelLoader:
     def ready(self, engine: Engine) -> None:
         """The engine is in use: freeze what loading made, warm up, watch the int8 copy."""
         self._engine = engine
+        if self._timer is not None:  # another engine's work watched before: not any more
+            self._timer.stop()
+            self._timer = None
         if engine.int8_status().pending:
             self._timer = self.host.set_interval(BACKGROUND_POLL, self._background_work_done)
         self.heap.freeze()

@@ -20,7 +20,6 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static
@@ -180,10 +179,7 @@ class ModelSwitcher:
             gc.freeze()
 
     def _say(self, text: str) -> None:
-        try:
-            self.app.set_status(text)
-        except NoMatches:  # the app is closing
-            pass
+        self.app.set_status(text)
 
     def _failed(self, choice: str, error: str) -> None:
         self.loading = None
